@@ -1,0 +1,58 @@
+# Two commands: `make run` serves the bridge, `make test` runs the suite. Both install first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 8000
+HOST ?= 127.0.0.1
+SERVER ?= uvicorn
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint format migrations-check bench-audio bench-audio-smoke clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall whenever the dependency list changes.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	@echo "Serving on http://$(HOST):$(PORT) with $(SERVER)  (health: /health, admin: /admin/)"
+	@echo "No admin user yet? Create one with: $(BIN)/python manage.py createsuperuser"
+ifeq ($(SERVER),daphne)
+	exec $(BIN)/daphne --bind $(HOST) --port $(PORT) bridge_project.asgi:application
+else
+	exec $(BIN)/uvicorn bridge_project.asgi:application --host $(HOST) --port $(PORT) \
+		--loop uvloop --http httptools --ws websockets-sansio --lifespan off --no-access-log
+endif
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+migrations-check: install
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+bench-audio: install
+	$(BIN)/python -m audio.bench
+
+bench-audio-smoke: install
+	$(BIN)/python -m audio.bench --smoke
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache

@@ -1,0 +1,87 @@
+"""GET /health: is this process able to take calls?
+
+Each dependency check runs with a deadline so a hung database or Redis makes the endpoint
+answer 503 quickly rather than hang the load balancer's probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+
+from bridge_project import __version__
+
+STARTED_AT = time.monotonic()
+CHECK_TIMEOUT_S = 3.0
+
+
+def _database_check_sync() -> int:
+    """Run a trivial query and count active calls in one connection round."""
+    from calls.selectors import active_call_count
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return active_call_count()
+
+
+async def _check_database() -> tuple[dict[str, object], int | None]:
+    started = time.perf_counter()
+    try:
+        active = await asyncio.wait_for(
+            sync_to_async(_database_check_sync, thread_sensitive=True)(), CHECK_TIMEOUT_S
+        )
+    except Exception as exc:  # any failure means "not healthy"; the reason is reported
+        connection.close_if_unusable_or_obsolete()
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}, None
+    return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}, active
+
+
+async def _check_channel_layer() -> dict[str, object]:
+    """Round-trip one message through the configured layer (in-memory or Redis)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return {"ok": False, "error": "no channel layer configured"}
+    started = time.perf_counter()
+    try:
+        channel = await layer.new_channel("health.")
+        token = uuid.uuid4().hex
+        await asyncio.wait_for(
+            layer.send(channel, {"type": "health.ping", "token": token}), CHECK_TIMEOUT_S
+        )
+        message = await asyncio.wait_for(layer.receive(channel), CHECK_TIMEOUT_S)
+    except Exception as exc:
+        return {
+            "ok": False,
+            "backend": type(layer).__name__,
+            "error": f"{type(exc).__name__}: {exc}"[:300],
+        }
+    ok = message.get("token") == token
+    return {
+        "ok": ok,
+        "backend": type(layer).__name__,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+    }
+
+
+async def health(request: HttpRequest) -> JsonResponse:
+    (database, active_calls), channel_layer = await asyncio.gather(
+        _check_database(), _check_channel_layer()
+    )
+    healthy = bool(database["ok"] and channel_layer["ok"])
+    body = {
+        "status": "ok" if healthy else "unavailable",
+        "version": __version__,
+        "uptime_s": round(time.monotonic() - STARTED_AT, 1),
+        "checks": {"database": database, "channel_layer": channel_layer},
+        "active_calls": active_calls,
+    }
+    response = JsonResponse(body, status=200 if healthy else 503)
+    response["Cache-Control"] = "no-store"
+    return response

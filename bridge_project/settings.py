@@ -1,0 +1,201 @@
+"""Django settings, all driven by the environment (see .env.example and bridge_project.config)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import environ
+
+from bridge_project.config import load_config_or_exit
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# A .env file in the checkout is a convenience for development; real environment variables win.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+CONFIG = load_config_or_exit(os.environ, BASE_DIR)
+
+DJANGO_ENV = CONFIG.django_env
+DEBUG = CONFIG.debug
+SECRET_KEY = CONFIG.secret_key
+ALLOWED_HOSTS = CONFIG.allowed_hosts
+CSRF_TRUSTED_ORIGINS = [CONFIG.public_base_url] if CONFIG.is_production else []
+
+INSTALLED_APPS = [
+    # daphne first: it replaces runserver with an ASGI server that also speaks WebSocket.
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "calls",
+    "telephony",
+    "realtime",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "bridge_project.urls"
+ASGI_APPLICATION = "bridge_project.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": environ.Env.db_url_config(CONFIG.database_url)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the admin read while the call writer writes; the timeout rides out short locks.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+    )
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = 60
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+if CONFIG.redis_url:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [CONFIG.redis_url]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+if DJANGO_ENV == "test":
+    # Hashing strength is not under test; the default hasher costs ~0.3 s per login.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles")
+STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+STORAGES = {
+    "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(CONFIG.recording_storage_path)},
+    },
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if CONFIG.is_production
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+# In development WhiteNoise serves straight from the app folders, so no collectstatic is needed.
+WHITENOISE_USE_FINDERS = not CONFIG.is_production
+WHITENOISE_AUTOREFRESH = DEBUG
+
+if CONFIG.is_production:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    SECURE_REFERRER_POLICY = "same-origin"
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# --- The bridge -------------------------------------------------------------------------------
+PORT = CONFIG.port
+PUBLIC_BASE_URL = CONFIG.public_base_url
+TWILIO_ACCOUNT_SID = CONFIG.twilio_account_sid
+TWILIO_AUTH_TOKEN = CONFIG.twilio_auth_token
+TWILIO_PHONE_NUMBER = CONFIG.twilio_phone_number
+TWILIO_WEBHOOK_SECRET = CONFIG.twilio_webhook_secret
+OPENAI_API_KEY = CONFIG.openai_api_key
+OPENAI_REALTIME_URL = CONFIG.openai_realtime_url
+OPENAI_REALTIME_MODEL = CONFIG.openai_realtime_model
+RECORDING_STORAGE_PATH = CONFIG.recording_storage_path
+
+# Values that must never reach a log line, whatever logs them (see bridge_project.logging).
+LOG_REDACTED_VALUES = [
+    value
+    for value in (
+        SECRET_KEY,
+        TWILIO_AUTH_TOKEN,
+        TWILIO_WEBHOOK_SECRET,
+        OPENAI_API_KEY,
+        DATABASES["default"].get("PASSWORD", ""),
+    )
+    if value
+]
+
+# Python warnings become log records, so production output stays one JSON object per line.
+logging.captureWarnings(True)
+# WhiteNoise hands Django a synchronous file iterator; under ASGI Django drains it in a thread
+# and warns on every static file. Harmless for static assets, so it is not worth a log line.
+warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {
+        "call_context": {"()": "bridge_project.logging.CallContextFilter"},
+        "redact_secrets": {
+            "()": "bridge_project.logging.RedactSecretsFilter",
+            "secrets": LOG_REDACTED_VALUES,
+        },
+    },
+    "formatters": {
+        "json": {"()": "bridge_project.logging.JsonFormatter"},
+        "readable": {"()": "bridge_project.logging.ReadableFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if CONFIG.is_production else "readable",
+            "filters": ["call_context", "redact_secrets"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": CONFIG.log_level},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": CONFIG.log_level, "propagate": False},
+        # uvicorn installs its own handlers; route them through ours so the format is uniform.
+        "uvicorn": {"handlers": ["console"], "level": CONFIG.log_level, "propagate": False},
+        "uvicorn.access": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
+}

@@ -1,0 +1,229 @@
+"""The call record: one Call with its recordings, transcript lines, analytics and metadata."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+
+class CallStatus(models.TextChoices):
+    """Twilio's call statuses, verbatim, so status callbacks map one to one."""
+
+    QUEUED = "queued"
+    RINGING = "ringing"
+    IN_PROGRESS = "in-progress"
+    COMPLETED = "completed"
+    BUSY = "busy"
+    FAILED = "failed"
+    NO_ANSWER = "no-answer"
+    CANCELED = "canceled"
+
+
+ACTIVE_STATUSES = (CallStatus.QUEUED, CallStatus.RINGING, CallStatus.IN_PROGRESS)
+TERMINAL_STATUSES = (
+    CallStatus.COMPLETED,
+    CallStatus.BUSY,
+    CallStatus.FAILED,
+    CallStatus.NO_ANSWER,
+    CallStatus.CANCELED,
+)
+
+
+class CallDirection(models.TextChoices):
+    INBOUND = "inbound"
+    OUTBOUND_API = "outbound-api"
+    OUTBOUND_DIAL = "outbound-dial"
+
+
+class Call(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    call_sid = models.CharField(max_length=64, unique=True)
+    stream_sid = models.CharField(max_length=64, blank=True, default="")
+    account_sid = models.CharField(max_length=64, blank=True, default="")
+    caller = models.CharField(max_length=64, blank=True, default="")
+    agent = models.CharField(max_length=64, blank=True, default="")
+    direction = models.CharField(
+        max_length=16, choices=CallDirection.choices, default=CallDirection.INBOUND
+    )
+    status = models.CharField(max_length=16, choices=CallStatus.choices, default=CallStatus.RINGING)
+    # Twilio's SequenceNumber of the last status callback applied (they can arrive out of order).
+    status_sequence = models.IntegerField(default=-1)
+    started_at = models.DateTimeField()
+    answered_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    duration_s = models.FloatField(null=True, blank=True)
+    end_reason = models.CharField(max_length=200, blank=True, default="")
+    notes = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [
+            models.Index(fields=["-started_at"], name="call_started_at_idx"),
+            models.Index(fields=["caller", "-started_at"], name="call_caller_idx"),
+            models.Index(fields=["agent", "-started_at"], name="call_agent_idx"),
+            models.Index(fields=["status", "-started_at"], name="call_status_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(duration_s__isnull=True) | Q(duration_s__gte=0),
+                name="call_duration_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=CallStatus.values), name="call_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True) | Q(ended_at__gte=models.F("started_at")),
+                name="call_ends_after_start",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.caller or 'unknown'} -> {self.agent or 'unknown'} ({self.call_sid})"
+
+
+class Recording(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="recordings")
+    file = models.FileField(upload_to="recordings/%Y/%m/%d/", max_length=300)
+    format = models.CharField(max_length=16, default="wav")
+    codec = models.CharField(max_length=16, default="pcm_s16le")
+    sample_rate = models.PositiveIntegerField(default=16000)
+    channels = models.PositiveSmallIntegerField(default=2)
+    duration_s = models.FloatField(default=0)
+    size_bytes = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(sample_rate__gt=0), name="recording_rate_positive"),
+            models.CheckConstraint(
+                condition=Q(channels__gte=1) & Q(channels__lte=2), name="recording_channels_1_or_2"
+            ),
+            models.CheckConstraint(
+                condition=Q(duration_s__gte=0) & Q(size_bytes__gte=0),
+                name="recording_sizes_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.file.name} ({self.duration_s:.1f} s)"
+
+
+class Speaker(models.TextChoices):
+    CALLER = "caller"
+    AGENT = "agent"
+    SYSTEM = "system"
+
+
+class Transcript(models.Model):
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="transcripts")
+    sequence = models.PositiveIntegerField()
+    speaker = models.CharField(max_length=8, choices=Speaker.choices)
+    text = models.TextField()
+    confidence = models.FloatField(null=True, blank=True)
+    start_ms = models.PositiveIntegerField(help_text="Offset from the start of the call")
+    end_ms = models.PositiveIntegerField(help_text="Offset from the start of the call")
+    # The realtime conversation item this line came from; writes are retried, so it is the
+    # idempotency key that keeps a retried batch from duplicating lines.
+    item_id = models.CharField(max_length=64, blank=True, default="")
+    interrupted = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["call", "sequence"]
+        constraints = [
+            models.UniqueConstraint(fields=["call", "sequence"], name="transcript_sequence_unique"),
+            models.UniqueConstraint(
+                fields=["call", "item_id"],
+                condition=~Q(item_id=""),
+                name="transcript_item_unique_per_call",
+            ),
+            models.CheckConstraint(
+                condition=Q(end_ms__gte=models.F("start_ms")), name="transcript_ends_after_start"
+            ),
+            models.CheckConstraint(
+                condition=Q(speaker__in=Speaker.values), name="transcript_speaker_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(confidence__isnull=True)
+                | (Q(confidence__gte=0) & Q(confidence__lte=1)),
+                name="transcript_confidence_0_1",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.speaker}: {self.text[:60]}"
+
+
+class Sentiment(models.TextChoices):
+    POSITIVE = "positive"
+    NEUTRAL = "neutral"
+    NEGATIVE = "negative"
+
+
+class Analytics(models.Model):
+    call = models.OneToOneField(Call, on_delete=models.CASCADE, related_name="analytics")
+    sentiment_label = models.CharField(
+        max_length=8, choices=Sentiment.choices, blank=True, default="", db_index=True
+    )
+    sentiment_score = models.FloatField(null=True, blank=True)
+    caller_talk_s = models.FloatField(default=0)
+    agent_talk_s = models.FloatField(default=0)
+    silence_s = models.FloatField(default=0)
+    turns = models.PositiveIntegerField(default=0)
+    interruptions = models.PositiveIntegerField(default=0)
+    latency_ms_avg = models.FloatField(null=True, blank=True)
+    latency_ms_p50 = models.FloatField(null=True, blank=True)
+    latency_ms_p95 = models.FloatField(null=True, blank=True)
+    latency_ms_max = models.FloatField(null=True, blank=True)
+    reconnects = models.PositiveIntegerField(default=0)
+    frames_missing = models.PositiveIntegerField(default=0)
+    input_audio_tokens = models.PositiveIntegerField(default=0)
+    output_audio_tokens = models.PositiveIntegerField(default=0)
+    input_text_tokens = models.PositiveIntegerField(default=0)
+    output_text_tokens = models.PositiveIntegerField(default=0)
+    cached_input_tokens = models.PositiveIntegerField(default=0)
+    estimated_cost_usd = models.DecimalField(max_digits=10, decimal_places=6, default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "analytics"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(sentiment_score__isnull=True)
+                | (Q(sentiment_score__gte=-1) & Q(sentiment_score__lte=1)),
+                name="analytics_sentiment_score_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(caller_talk_s__gte=0) & Q(agent_talk_s__gte=0) & Q(silence_s__gte=0),
+                name="analytics_talk_time_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"analytics of {self.call_id}"
+
+
+class CallMetadata(models.Model):
+    call = models.OneToOneField(Call, on_delete=models.CASCADE, related_name="metadata")
+    language = models.CharField(max_length=16, blank=True, default="")
+    country = models.CharField(max_length=64, blank=True, default="")
+    state = models.CharField(max_length=64, blank=True, default="")
+    city = models.CharField(max_length=128, blank=True, default="")
+    caller_name = models.CharField(max_length=128, blank=True, default="")
+    device = models.CharField(max_length=128, blank=True, default="")
+    jitter_ms = models.FloatField(null=True, blank=True)
+    frames_missing = models.PositiveIntegerField(default=0)
+    frames_late = models.PositiveIntegerField(default=0)
+    custom = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        verbose_name_plural = "call metadata"
+
+    def __str__(self) -> str:
+        return f"metadata of {self.call_id}"

@@ -1,0 +1,114 @@
+"""Helpers for tests that run real servers as subprocesses on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = REPO_ROOT / ".venv" / "bin"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class HttpResult:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+def http_get(url: str, timeout: float = 5.0) -> HttpResult:
+    """GET without following redirects, returning error statuses instead of raising."""
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(url, timeout=timeout) as response:
+            return HttpResult(response.status, dict(response.headers), response.read())
+    except urllib.error.HTTPError as error:
+        return HttpResult(error.code, dict(error.headers), error.read())
+
+
+def wait_for_http(url: str, process: subprocess.Popen, deadline_s: float) -> HttpResult:
+    """Poll until the server answers at all (any status), or fail with its output."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited early with {process.returncode}")
+        with contextlib.suppress(OSError):
+            return http_get(url, timeout=2.0)
+        time.sleep(0.2)
+    raise AssertionError(f"no answer from {url} within {deadline_s} s")
+
+
+@contextlib.contextmanager
+def running_process(
+    command: list[str], env: Mapping[str, str], log_path: Path, cwd: Path = REPO_ROOT
+) -> Iterator[subprocess.Popen]:
+    """Start a process group, always stop it (SIGTERM, then SIGKILL), keep its output in a file."""
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield process
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+def uvicorn_command(port: int) -> list[str]:
+    return [
+        str(VENV_BIN / "uvicorn"),
+        "bridge_project.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--ws",
+        "websockets-sansio",
+        "--lifespan",
+        "off",
+    ]
+
+
+def base_env(**overrides: str) -> dict[str, str]:
+    """A minimal environment: PATH and HOME only, plus what the test sets."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
+    env.update(overrides)
+    return env
