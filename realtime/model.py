@@ -1,0 +1,179 @@
+"""The model edge as the bridge sees it: typed events in, a few commands out.
+
+`CallBridge` depends only on this module, never on Realtime event names, so a second
+implementation (OpenAI's GPT-Live API, say) can slot in beside `realtime.client`.
+
+Audio crosses this interface in both directions as Twilio's wire format, base64 mu-law 8 kHz.
+In the default `audio/pcmu` mode the model speaks it too, so the strings pass untouched and no
+audio is decoded on the hot path; in `audio/pcm` mode the session converts (PCM16 24 kHz) with
+the audio toolkit's streaming converters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+AudioFormat = Literal["audio/pcmu", "audio/pcm"]
+
+
+@dataclass(frozen=True)
+class RealtimeSettings:
+    """Everything needed to open and configure one model session (see settings.REALTIME)."""
+
+    url: str
+    model: str
+    api_key: str
+    protocol: Literal["ga", "beta"] = "ga"
+    audio_format: AudioFormat = "audio/pcmu"
+    instructions: str = "You are a helpful, concise voice assistant on a phone call."
+    voice: str = "alloy"
+    turn_detection: Literal["server_vad", "semantic_vad"] = "server_vad"
+    transcription_model: str = "gpt-4o-mini-transcribe"
+    max_reconnects: int = 5
+    backoff_base_s: float = 0.25
+    backoff_max_s: float = 8.0
+    connect_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class ContextItem:
+    """One conversation line replayed into a fresh session after a reconnect."""
+
+    role: Literal["user", "assistant"]
+    text: str
+
+
+# --- events the model session yields ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionReady:
+    """The session is configured (first connect or after a reconnect)."""
+
+    reconnect_attempt: int = 0
+
+
+@dataclass(frozen=True)
+class AudioDelta:
+    """A chunk of agent audio, base64 mu-law 8 kHz (converted by the session if needed)."""
+
+    item_id: str
+    response_id: str
+    audio_b64: str
+
+
+@dataclass(frozen=True)
+class AgentTranscriptDone:
+    item_id: str
+    response_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class CallerTranscriptDone:
+    item_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    """Server VAD heard the caller start; audio_start_ms is on the model's input-audio clock."""
+
+    item_id: str
+    audio_start_ms: int
+
+
+@dataclass(frozen=True)
+class SpeechStopped:
+    item_id: str
+    audio_end_ms: int
+
+
+@dataclass(frozen=True)
+class ResponseStarted:
+    response_id: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_audio_tokens: int = 0
+    output_audio_tokens: int = 0
+    input_text_tokens: int = 0
+    output_text_tokens: int = 0
+    cached_input_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class ResponseDone:
+    response_id: str
+    status: str
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True)
+class ModelError:
+    """An `error` event the session survives (bad request, rate limit...)."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    """The socket dropped; the session is reconnecting (audio sent meanwhile is dropped)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class SessionFailed:
+    """Reconnects are exhausted or the service refused us: the session is over for good."""
+
+    reason: str
+
+
+ModelEvent = (
+    SessionReady
+    | AudioDelta
+    | AgentTranscriptDone
+    | CallerTranscriptDone
+    | SpeechStarted
+    | SpeechStopped
+    | ResponseStarted
+    | ResponseDone
+    | ModelError
+    | Disconnected
+    | SessionFailed
+)
+
+ContextProvider = Callable[[], list[ContextItem]]
+
+
+class ModelSession(Protocol):
+    """One caller's conversation with the model, surviving socket drops on its own."""
+
+    async def connect(self) -> None:
+        """Open and configure the session; raise ModelUnavailable if every attempt fails."""
+
+    async def send_audio(self, payload_b64: str) -> None:
+        """Caller audio as Twilio sent it (base64 mu-law 8 kHz); converted if the format needs."""
+
+    async def send_text(self, text: str) -> None:
+        """A user text turn (DTMF digits, for instance) followed by a response request."""
+
+    async def truncate(self, item_id: str, audio_end_ms: int) -> None:
+        """Tell the model the caller heard only audio_end_ms of that assistant item."""
+
+    async def cancel_response(self) -> None:
+        """Stop the response in progress (call only while one is)."""
+
+    def events(self) -> AsyncIterator[ModelEvent]:
+        """Events until close() or SessionFailed; reconnects happen inside."""
+
+    async def close(self) -> None: ...
+
+
+class ModelUnavailable(Exception):
+    """The model service could not be reached or configured at call start."""
