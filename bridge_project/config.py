@@ -145,6 +145,14 @@ def _check_database_url(raw: str, problems: list[str]) -> None:
         problems.append(f"DATABASE_URL must be a database URL such as {known} (got {scheme!r}://)")
 
 
+# Settings with a fixed set of values: (default, allowed values).
+_CHOICES = {
+    "REALTIME_PROTOCOL": ("ga", ("ga", "beta")),
+    "REALTIME_AUDIO_FORMAT": ("audio/pcmu", ("audio/pcmu", "audio/pcm")),
+    "REALTIME_TURN_DETECTION": ("server_vad", ("server_vad", "semantic_vad")),
+}
+
+
 def load_config(environ_map: Mapping[str, str], base_dir: Path) -> Config:
     """Build the Config or raise ConfigError listing every problem found."""
     django_env = detect_environment(environ_map)
@@ -170,6 +178,9 @@ def load_config(environ_map: Mapping[str, str], base_dir: Path) -> Config:
         problems.append(f"DEBUG must be true or false (got {debug_raw!r})")
     if production and debug_raw in ("true", "1", "yes"):
         problems.append("DEBUG must be false in production")
+    for name, (default, choices) in _CHOICES.items():
+        if (values.get(name) or default) not in choices:
+            problems.append(f"{name} must be one of {', '.join(choices)} (got {values[name]!r})")
     if problems:
         raise ConfigError(django_env, problems)
 

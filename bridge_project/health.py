@@ -16,6 +16,7 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
 from bridge_project import __version__
+from realtime.bridge import ACTIVE_BRIDGES
 
 STARTED_AT = time.monotonic()
 CHECK_TIMEOUT_S = 3.0
@@ -81,6 +82,7 @@ async def health(request: HttpRequest) -> JsonResponse:
         "uptime_s": round(time.monotonic() - STARTED_AT, 1),
         "checks": {"database": database, "channel_layer": channel_layer},
         "active_calls": active_calls,
+        "bridged_calls_this_process": len(ACTIVE_BRIDGES),
     }
     response = JsonResponse(body, status=200 if healthy else 503)
     response["Cache-Control"] = "no-store"

@@ -151,6 +151,44 @@ OPENAI_REALTIME_URL = CONFIG.openai_realtime_url
 OPENAI_REALTIME_MODEL = CONFIG.openai_realtime_model
 RECORDING_STORAGE_PATH = CONFIG.recording_storage_path
 
+_env = environ.Env()
+# The stream token in the TwiML must be used within this many seconds.
+STREAM_TOKEN_TTL_S = _env.int("STREAM_TOKEN_TTL_S", default=300)
+# Said before the stream connects (empty: none).
+TWILIO_GREETING = _env.str("TWILIO_GREETING", default="")
+# What the caller hears / who they are connected to when the bridge closes the stream because
+# the model is unreachable (TwiML after <Connect> runs then).
+FALLBACK_MESSAGE = _env.str(
+    "FALLBACK_MESSAGE",
+    default="Sorry, our assistant is not available right now. Please try again later.",
+)
+FALLBACK_DIAL_NUMBER = _env.str("FALLBACK_DIAL_NUMBER", default="")
+
+REALTIME_PROTOCOL = _env.str("REALTIME_PROTOCOL", default="ga")
+REALTIME_AUDIO_FORMAT = _env.str("REALTIME_AUDIO_FORMAT", default="audio/pcmu")
+REALTIME_INSTRUCTIONS = _env.str(
+    "REALTIME_INSTRUCTIONS",
+    default="You are a friendly, concise phone assistant. Keep answers short and speak naturally.",
+)
+REALTIME_VOICE = _env.str("REALTIME_VOICE", default="alloy")
+REALTIME_TURN_DETECTION = _env.str("REALTIME_TURN_DETECTION", default="server_vad")
+REALTIME_TRANSCRIPTION_MODEL = _env.str(
+    "REALTIME_TRANSCRIPTION_MODEL", default="gpt-4o-mini-transcribe"
+)
+REALTIME_MAX_RECONNECTS = _env.int("REALTIME_MAX_RECONNECTS", default=5)
+# How long a finished call keeps retrying its final writes through a database outage.
+CALL_FINALIZE_GIVE_UP_S = _env.float("CALL_FINALIZE_GIVE_UP_S", default=900.0)
+# List prices in USD per 1M tokens, for the per-call cost estimate (late 2026, gpt-realtime).
+REALTIME_PRICES_PER_M = {
+    "input_audio": _env.float("PRICE_INPUT_AUDIO_PER_M", default=32.0),
+    "cached_input": _env.float("PRICE_CACHED_INPUT_PER_M", default=0.40),
+    "output_audio": _env.float("PRICE_OUTPUT_AUDIO_PER_M", default=64.0),
+    "input_text": _env.float("PRICE_INPUT_TEXT_PER_M", default=4.0),
+    "output_text": _env.float("PRICE_OUTPUT_TEXT_PER_M", default=16.0),
+}
+# Dotted path of a callable(text) -> (label, score in [-1, 1]) scoring the caller's words.
+SENTIMENT_ANALYZER = _env.str("SENTIMENT_ANALYZER", default="calls.sentiment.vader_sentiment")
+
 # Values that must never reach a log line, whatever logs them (see bridge_project.logging).
 LOG_REDACTED_VALUES = [
     value

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from bridge_project.health import health
 
@@ -12,4 +12,5 @@ admin.site.index_title = "Calls, recordings and analytics"
 urlpatterns = [
     path("health", health, name="health"),
     path("admin/", admin.site.urls),
+    path("twilio/", include("telephony.urls")),
 ]

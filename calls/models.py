@@ -135,7 +135,9 @@ class Transcript(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["call", "sequence"]
+        # Lines are numbered as they are written, which is not always the order they were
+        # spoken (a caller's transcription can arrive after the agent answered).
+        ordering = ["call", "start_ms", "sequence"]
         constraints = [
             models.UniqueConstraint(fields=["call", "sequence"], name="transcript_sequence_unique"),
             models.UniqueConstraint(
@@ -183,6 +185,7 @@ class Analytics(models.Model):
     latency_ms_max = models.FloatField(null=True, blank=True)
     reconnects = models.PositiveIntegerField(default=0)
     frames_missing = models.PositiveIntegerField(default=0)
+    frames_malformed = models.PositiveIntegerField(default=0)
     input_audio_tokens = models.PositiveIntegerField(default=0)
     output_audio_tokens = models.PositiveIntegerField(default=0)
     input_text_tokens = models.PositiveIntegerField(default=0)

@@ -1,0 +1,531 @@
+"""CallBridge: one caller's Twilio media stream joined to one model session.
+
+Plain Python, one object per call, no ORM objects: persistence goes through the CallStore's
+queue, so nothing on the per-frame path awaits the database or the filesystem.
+
+The call timeline is milliseconds since the Twilio `start` message (Twilio's media timestamps
+count from the same moment). Agent audio is tracked as the caller hears it: Twilio plays it at
+real time from when we send it, queued behind earlier audio, and echoes each `mark` when
+playback reaches it; a `clear` flushes what was not played yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import contextlib
+import logging
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.utils import timezone
+
+from audio.recorder import CallRecorder, RecordingInfo
+from bridge_project.logging import bind_call_context
+from calls.sentiment import sentiment_of
+from calls.services import CallOutcome, RecordingFile, TranscriptLine
+from realtime import model as m
+from realtime.store import PENDING_FINALIZATIONS, CallStore
+from telephony import messages as tw
+
+logger = logging.getLogger(__name__)
+
+ULAW_BYTES_PER_MS = 8  # mu-law 8 kHz: one byte per sample
+# The calls this process is bridging, by call id (one media stream per call).
+ACTIVE_BRIDGES: dict[str, CallBridge] = {}
+
+
+class TwilioSocket(Protocol):
+    async def send_text(self, text: str) -> None: ...
+
+    async def close(self, code: int = 1000) -> None: ...
+
+
+@dataclass
+class AgentItem:
+    """One assistant audio item as the caller hears it."""
+
+    item_id: str
+    play_start_ms: float
+    sent_ms: float = 0.0
+    confirmed_ms: float = 0.0  # played, per the last echoed mark
+    confirmed_at_ms: float | None = None  # when that mark came back
+    transcript: str | None = None
+    interrupted: bool = False
+    heard_ms: float | None = None  # set at barge-in
+    written: bool = False
+
+
+@dataclass
+class Measures:
+    interruptions: int = 0
+    turns: int = 0
+    reconnects: int = 0
+    frames_missing: int = 0
+    frames_late: int = 0
+    frames_malformed: int = 0
+    model_errors: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    usage: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(
+            (
+                "input_audio_tokens",
+                "output_audio_tokens",
+                "input_text_tokens",
+                "output_text_tokens",
+                "cached_input_tokens",
+            ),
+            0,
+        )
+    )
+
+
+def estimated_cost_usd(usage: dict[str, int], prices_per_m: dict[str, float]) -> float:
+    """List-price estimate; cached tokens are billed at the cached rate instead of full."""
+    uncached_audio_in = max(0, usage["input_audio_tokens"] - usage["cached_input_tokens"])
+    total = (
+        uncached_audio_in * prices_per_m["input_audio"]
+        + usage["cached_input_tokens"] * prices_per_m["cached_input"]
+        + usage["output_audio_tokens"] * prices_per_m["output_audio"]
+        + usage["input_text_tokens"] * prices_per_m["input_text"]
+        + usage["output_text_tokens"] * prices_per_m["output_text"]
+    )
+    return total / 1_000_000
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+class CallBridge:
+    def __init__(
+        self,
+        *,
+        call_id: str,
+        start: tw.Start,
+        twilio: TwilioSocket,
+        model_factory: Callable[[m.ContextProvider], m.ModelSession],
+        recorder: CallRecorder,
+        store: CallStore,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.call_id = call_id
+        self.stream_sid = start.stream_sid
+        self.call_sid = start.call_sid
+        self.start_message = start
+        self.twilio = twilio
+        self.model = model_factory(self.context)
+        self.recorder = recorder
+        self.store = store
+        self.clock = clock
+        self.t0 = clock()
+        self.measures = Measures()
+        self.ended = False
+        self.finalization: asyncio.Task[None] | None = None
+        self._events_task: asyncio.Task[None] | None = None
+        self._sequence = 0
+        self._context: list[m.ContextItem] = []
+        self._last_chunk = 0
+        # Model-side bookkeeping.
+        self._session_origin_ms: float | None = None  # call time of the session's first audio
+        self._caller_spans: dict[str, list[float | None]] = {}
+        self._awaiting_reply_since_ms: float | None = None
+        self._response_in_progress = False
+        # Playback bookkeeping.
+        self._items: dict[str, AgentItem] = {}
+        self._current_item: AgentItem | None = None
+        self._playback_end_ms = 0.0
+        self._outstanding_marks: set[str] = set()
+        self._cleared_marks: set[str] = set()
+        self._mark_counter = 0
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    def now_ms(self) -> float:
+        return (self.clock() - self.t0) * 1000.0
+
+    def context(self) -> list[m.ContextItem]:
+        """The conversation so far, replayed into a fresh model session after a reconnect."""
+        return list(self._context)
+
+    async def start(self) -> bool:
+        """Open the model session; False (call already ended) if the model is unreachable."""
+        bind_call_context(call_sid=self.call_sid, stream_sid=self.stream_sid)
+        self.store.start()
+        self.store.stream_started(
+            stream_sid=self.stream_sid,
+            custom_parameters={
+                k: v for k, v in self.start_message.custom_parameters.items() if k != "token"
+            },
+            tracks=self.start_message.tracks,
+        )
+        try:
+            await self.model.connect()
+        except m.ModelUnavailable as exc:
+            logger.error("model unavailable at call start: %s", exc)
+            await self.end(f"model unavailable: {exc}"[:200], close_twilio=True)
+            return False
+        self._events_task = asyncio.create_task(self._consume_model_events())
+        logger.info("call bridged")
+        return True
+
+    async def end(self, reason: str, *, close_twilio: bool = False) -> None:
+        """Finish the call once: settle transcripts, close the model, finalize and persist."""
+        if self.ended:
+            return
+        self.ended = True
+        end_ms = self.now_ms()
+        self._settle_agent_lines(force=True)
+        current = asyncio.current_task()
+        if self._events_task is not None and self._events_task is not current:
+            self._events_task.cancel()
+            await asyncio.gather(self._events_task, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.model.close()
+        if close_twilio:
+            # Closing the stream hands the call back to Twilio: the TwiML after <Connect>
+            # (fallback message or <Dial>) runs, so the caller is not left in dead air.
+            with contextlib.suppress(Exception):
+                await self.twilio.close(1000)
+        self.finalization = asyncio.create_task(self._finalize(reason, end_ms))
+        PENDING_FINALIZATIONS.add(self.finalization)
+        self.finalization.add_done_callback(PENDING_FINALIZATIONS.discard)
+        logger.info("call ended: %s", reason)
+
+    async def _finalize(self, reason: str, end_ms: float) -> None:
+        info: RecordingInfo | None = None
+        try:
+            info = await asyncio.to_thread(self.recorder.finalize, end_ms)
+        except Exception:
+            logger.exception("recording could not be finalized; the call is kept without it")
+        analytics = await asyncio.to_thread(self._final_analytics, info)
+        outcome = CallOutcome(
+            end_reason=reason,
+            ended_at=timezone.now(),
+            analytics=analytics,
+            recording=_recording_file(info),
+        )
+        saved = await self.store.finalize(outcome, give_up_after_s=settings.CALL_FINALIZE_GIVE_UP_S)
+        if saved and info is not None:
+            # The storage backend has its own copy now.
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(_unlink, info.path)
+
+    # --- Twilio side (the hot path) ------------------------------------------------------------
+
+    async def on_twilio_text(self, text: str) -> None:
+        try:
+            message = tw.parse_message(text)
+        except tw.MalformedMessage as exc:
+            self._count_malformed(exc)
+            return
+        if type(message) is tw.Media:
+            await self._on_media(message)
+        elif type(message) is tw.Mark:
+            self._on_mark(message.name)
+        elif type(message) is tw.Dtmf:
+            await self._on_dtmf(message.digit)
+        elif type(message) is tw.Stop:
+            await self.end("caller hung up")
+
+    def _count_malformed(self, exc: Exception) -> None:
+        self.measures.frames_malformed += 1
+        # Log the first few, then every 100th: a broken peer must not flood the log.
+        count = self.measures.frames_malformed
+        if count <= 5 or count % 100 == 0:
+            logger.warning("malformed Twilio frame #%d ignored: %s", count, exc)
+
+    async def _on_media(self, media: tw.Media) -> None:
+        try:
+            audio = binascii.a2b_base64(media.payload, strict_mode=True)
+        except binascii.Error as exc:
+            self._count_malformed(exc)
+            return
+        chunk = media.chunk
+        if chunk:
+            if chunk > self._last_chunk + 1 and self._last_chunk:
+                self.measures.frames_missing += chunk - self._last_chunk - 1
+            elif chunk <= self._last_chunk:
+                self.measures.frames_late += 1
+            self._last_chunk = max(chunk, self._last_chunk)
+        if self._session_origin_ms is None:
+            self._session_origin_ms = float(media.timestamp_ms)
+        self.recorder.add_caller(audio, media.timestamp_ms)
+        await self.model.send_audio(media.payload)
+
+    def _on_mark(self, name: str) -> None:
+        self._outstanding_marks.discard(name)
+        if name in self._cleared_marks:
+            # Twilio echoes pending marks when it clears its buffer: cleared, not played.
+            self._cleared_marks.discard(name)
+            return
+        item_id, _, played = name.rpartition("@")
+        item = self._items.get(item_id)
+        if item is None or item.interrupted:
+            return
+        with contextlib.suppress(ValueError):
+            item.confirmed_ms = float(played)
+            item.confirmed_at_ms = self.now_ms()
+
+    async def _on_dtmf(self, digit: str) -> None:
+        now = self.now_ms()
+        self._add_line("caller", f"[DTMF {digit}]", now, now, item_id="")
+        await self.model.send_text(f"The caller pressed {digit} on the keypad.")
+
+    # --- model side ---------------------------------------------------------------------------
+
+    async def _consume_model_events(self) -> None:
+        try:
+            async for event in self.model.events():
+                await self._on_model_event(event)
+                if self.ended:
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("model event handling failed; ending the call")
+            await self.end("bridge error", close_twilio=True)
+
+    async def _on_model_event(self, event: m.ModelEvent) -> None:
+        kind = type(event)
+        if kind is m.AudioDelta:
+            await self._on_audio_delta(event)  # type: ignore[arg-type]
+        elif kind is m.SpeechStarted:
+            await self._on_speech_started(event)  # type: ignore[arg-type]
+        elif kind is m.SpeechStopped:
+            self._on_speech_stopped(event)  # type: ignore[arg-type]
+        elif kind is m.CallerTranscriptDone:
+            self._on_caller_transcript(event)  # type: ignore[arg-type]
+        elif kind is m.AgentTranscriptDone:
+            self._on_agent_transcript(event)  # type: ignore[arg-type]
+        elif kind is m.ResponseStarted:
+            self._response_in_progress = True
+            self.measures.turns += 1
+            self._settle_agent_lines(force=False)
+        elif kind is m.ResponseDone:
+            self._on_response_done(event)  # type: ignore[arg-type]
+        elif kind is m.SessionReady:
+            self._on_session_ready(event)  # type: ignore[arg-type]
+        elif kind is m.Disconnected:
+            logger.warning("model socket dropped (%s); reconnecting", event.reason)  # type: ignore[union-attr]
+        elif kind is m.ModelError:
+            self.measures.model_errors += 1
+            logger.warning("model error %s: %s", event.code, event.message)  # type: ignore[union-attr]
+        elif kind is m.SessionFailed:
+            await self.end(f"model unavailable: {event.reason}"[:200], close_twilio=True)  # type: ignore[union-attr]
+
+    def _on_session_ready(self, event: m.SessionReady) -> None:
+        if event.reconnect_attempt:
+            self.measures.reconnects += 1
+            # A new session has a new input-audio clock and no response in flight.
+            self._session_origin_ms = None
+            self._response_in_progress = False
+            self.store.set_analytics(self._live_analytics())
+            logger.info("model session restored after %d attempt(s)", event.reconnect_attempt)
+
+    async def _on_audio_delta(self, event: m.AudioDelta) -> None:
+        item = self._items.get(event.item_id)
+        if item is not None and item.interrupted:
+            return  # a late delta of an item the caller cut off
+        try:
+            audio = binascii.a2b_base64(event.audio_b64)
+        except binascii.Error:
+            self.measures.model_errors += 1
+            return
+        now = self.now_ms()
+        if item is None:
+            item = AgentItem(event.item_id, play_start_ms=max(now, self._playback_end_ms))
+            self._items[event.item_id] = item
+            self._current_item = item
+            if self._awaiting_reply_since_ms is not None:
+                self.measures.latencies_ms.append(max(0.0, now - self._awaiting_reply_since_ms))
+                self._awaiting_reply_since_ms = None
+        duration_ms = len(audio) / ULAW_BYTES_PER_MS
+        self._playback_end_ms = max(now, self._playback_end_ms) + duration_ms
+        item.sent_ms += duration_ms
+        mark = f"{item.item_id}@{item.sent_ms:.0f}"
+        self._outstanding_marks.add(mark)
+        await self.twilio.send_text(tw.media_message(self.stream_sid, event.audio_b64))
+        await self.twilio.send_text(tw.mark_message(self.stream_sid, mark))
+        self.recorder.add_agent(audio, now)
+
+    def heard_ms(self, item: AgentItem, now_ms: float) -> float:
+        """What the caller heard of an item: confirmed by marks, plus real time since, capped."""
+        if item.confirmed_at_ms is not None:
+            heard = item.confirmed_ms + (now_ms - item.confirmed_at_ms)
+        else:
+            heard = now_ms - item.play_start_ms
+        return max(0.0, min(item.sent_ms, heard))
+
+    async def _on_speech_started(self, event: m.SpeechStarted) -> None:
+        now = self.now_ms()
+        origin = self._session_origin_ms or 0.0
+        self._caller_spans[event.item_id] = [origin + event.audio_start_ms, None]
+        item = self._current_item
+        if item is not None and not item.interrupted and self._playback_end_ms > now:
+            await self._barge_in(item, now)
+        self._settle_agent_lines(force=False)
+
+    async def _barge_in(self, item: AgentItem, now: float) -> None:
+        heard = self.heard_ms(item, now)
+        item.interrupted = True
+        item.heard_ms = heard
+        self.measures.interruptions += 1
+        self._playback_end_ms = now
+        self._cleared_marks |= self._outstanding_marks
+        self._outstanding_marks.clear()
+        await self.twilio.send_text(tw.clear_message(self.stream_sid))
+        self.recorder.clear_agent(now)
+        await self.model.truncate(item.item_id, int(heard))
+        if self._response_in_progress:
+            await self.model.cancel_response()
+            self._response_in_progress = False
+        self.store.set_analytics(self._live_analytics())
+
+    def _on_speech_stopped(self, event: m.SpeechStopped) -> None:
+        origin = self._session_origin_ms or 0.0
+        end = origin + event.audio_end_ms
+        span = self._caller_spans.setdefault(event.item_id, [end, None])
+        span[1] = end
+        self._awaiting_reply_since_ms = end
+
+    def _on_caller_transcript(self, event: m.CallerTranscriptDone) -> None:
+        span = self._caller_spans.pop(event.item_id, None)
+        now = self.now_ms()
+        start = span[0] if span and span[0] is not None else now
+        end = span[1] if span and span[1] is not None else now
+        if event.text.strip():
+            self._add_line("caller", event.text.strip(), start, end, item_id=event.item_id)
+
+    def _on_agent_transcript(self, event: m.AgentTranscriptDone) -> None:
+        item = self._items.get(event.item_id)
+        if item is None:  # text without audio (the response was cut before any was sent)
+            now = self.now_ms()
+            item = AgentItem(event.item_id, play_start_ms=now, interrupted=True, heard_ms=0.0)
+            self._items[event.item_id] = item
+        item.transcript = event.text.strip()
+        if item.interrupted:
+            self._write_agent_line(item)
+
+    def _on_response_done(self, event: m.ResponseDone) -> None:
+        self._response_in_progress = False
+        usage = self.measures.usage
+        usage["input_audio_tokens"] += event.usage.input_audio_tokens
+        usage["output_audio_tokens"] += event.usage.output_audio_tokens
+        usage["input_text_tokens"] += event.usage.input_text_tokens
+        usage["output_text_tokens"] += event.usage.output_text_tokens
+        usage["cached_input_tokens"] += event.usage.cached_input_tokens
+        self.store.set_analytics(self._live_analytics())
+
+    # --- transcript lines -------------------------------------------------------------------
+
+    def _add_line(
+        self,
+        speaker: str,
+        text: str,
+        start_ms: float,
+        end_ms: float,
+        *,
+        item_id: str,
+        interrupted: bool = False,
+    ) -> None:
+        self._sequence += 1
+        self.store.add_transcript(
+            TranscriptLine(
+                sequence=self._sequence,
+                speaker=speaker,
+                text=text,
+                start_ms=int(start_ms),
+                end_ms=int(max(start_ms, end_ms)),
+                item_id=item_id,
+                interrupted=interrupted,
+            )
+        )
+        role = "user" if speaker == "caller" else "assistant"
+        self._context.append(m.ContextItem(role=role, text=text))
+
+    def _write_agent_line(self, item: AgentItem) -> None:
+        if item.written or not item.transcript:
+            return
+        item.written = True
+        played = item.heard_ms if item.interrupted and item.heard_ms is not None else item.sent_ms
+        self._add_line(
+            "agent",
+            item.transcript,
+            item.play_start_ms,
+            item.play_start_ms + played,
+            item_id=item.item_id,
+            interrupted=item.interrupted,
+        )
+
+    def _settle_agent_lines(self, *, force: bool) -> None:
+        """Write agent lines whose fate is known: interrupted, finished playing, or call over."""
+        now = self.now_ms()
+        for item in self._items.values():
+            if item.written or item.transcript is None:
+                continue
+            if force or item.interrupted or item.play_start_ms + item.sent_ms <= now:
+                self._write_agent_line(item)
+
+    # --- analytics ------------------------------------------------------------------------------
+
+    def _live_analytics(self) -> dict[str, Any]:
+        measures = self.measures
+        values: dict[str, Any] = {
+            "interruptions": measures.interruptions,
+            "turns": measures.turns,
+            "reconnects": measures.reconnects,
+            "frames_missing": measures.frames_missing,
+            "frames_malformed": measures.frames_malformed,
+            **measures.usage,
+            "estimated_cost_usd": estimated_cost_usd(
+                measures.usage, settings.REALTIME_PRICES_PER_M
+            ),
+        }
+        latencies = measures.latencies_ms
+        if latencies:
+            values.update(
+                latency_ms_avg=round(statistics.fmean(latencies), 1),
+                latency_ms_p50=round(_percentile(latencies, 0.5), 1),
+                latency_ms_p95=round(_percentile(latencies, 0.95), 1),
+                latency_ms_max=round(max(latencies), 1),
+            )
+        return values
+
+    def _final_analytics(self, info: RecordingInfo | None) -> dict[str, Any]:
+        values = self._live_analytics()
+        if info is not None:
+            values["caller_talk_s"] = round(info.caller_speech_s, 2)
+            values["agent_talk_s"] = round(info.agent_speech_s, 2)
+            values["silence_s"] = round(
+                max(0.0, info.duration_s - info.caller_speech_s - info.agent_speech_s), 2
+            )
+        caller_text = " ".join(item.text for item in self._context if item.role == "user")
+        sentiment = sentiment_of(caller_text)
+        if sentiment is not None:
+            values["sentiment_label"], values["sentiment_score"] = sentiment
+        return values
+
+
+def _recording_file(info: RecordingInfo | None) -> RecordingFile | None:
+    if info is None:
+        return None
+    return RecordingFile(
+        path=Path(info.path),
+        duration_s=info.duration_s,
+        size_bytes=info.size_bytes,
+        sample_rate=info.sample_rate,
+        channels=info.channels,
+    )
+
+
+def _unlink(path: str) -> None:
+    os.unlink(path)

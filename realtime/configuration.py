@@ -1,0 +1,26 @@
+"""The model session's configuration, read from Django settings."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from realtime.model import RealtimeSettings
+
+# Sent to the local stand-in when no OpenAI key is configured (development only: production
+# refuses to start without a key).
+STANDIN_API_KEY = "local-standin"
+
+
+def realtime_settings() -> RealtimeSettings:
+    return RealtimeSettings(
+        url=settings.OPENAI_REALTIME_URL,
+        model=settings.OPENAI_REALTIME_MODEL,
+        api_key=settings.OPENAI_API_KEY or STANDIN_API_KEY,
+        protocol=settings.REALTIME_PROTOCOL,
+        audio_format=settings.REALTIME_AUDIO_FORMAT,
+        instructions=settings.REALTIME_INSTRUCTIONS,
+        voice=settings.REALTIME_VOICE,
+        turn_detection=settings.REALTIME_TURN_DETECTION,
+        transcription_model=settings.REALTIME_TRANSCRIPTION_MODEL,
+        max_reconnects=settings.REALTIME_MAX_RECONNECTS,
+    )

@@ -1,0 +1,164 @@
+"""WS /streams: Twilio's media stream. Thin: checks who is calling, then hands every frame to
+the call's CallBridge.
+
+Speed (ARCHITECTURE.md, "Speed facts"): this consumer touches no database and uses no channel
+layer, so it skips what Channels does per message for consumers that do: `dispatch` calls the
+handler directly instead of first awaiting `aclose_old_connections()` (a thread-pool round trip
+per frame, a quarter of the CPU at 100 calls), and no layer channel is created per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from realtime.client import OpenAIRealtimeSession
+
+from audio.recorder import CallRecorder
+from realtime.bridge import ACTIVE_BRIDGES, CallBridge
+from realtime.configuration import realtime_settings
+from realtime.model import ContextProvider, ModelSession
+from realtime.store import CallStore
+from telephony import messages as tw
+from telephony.security import (
+    signature_valid,
+    signatures_enforced,
+    stream_token_valid,
+    stream_url,
+)
+from telephony.twiml import CALL_ID_PARAMETER, TOKEN_PARAMETER
+
+logger = logging.getLogger(__name__)
+
+POLICY_VIOLATION = 1008
+# Twilio sends `connected` and `start` right after the upgrade; a peer that does not is not Twilio.
+START_TIMEOUT_S = 10.0
+
+
+def default_model_factory(context: ContextProvider) -> ModelSession:
+    return OpenAIRealtimeSession(realtime_settings(), context)
+
+
+def recording_path(call_id: str) -> Path:
+    """Where a call's WAV grows while it is in progress (moved to storage at the end)."""
+    folder = Path(settings.RECORDING_STORAGE_PATH) / "in-progress"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{call_id}.wav"
+
+
+class MediaStreamConsumer(AsyncWebsocketConsumer):
+    # An alias with no configuration makes Channels skip the layer for this consumer.
+    channel_layer_alias = "media-streams-use-no-layer"
+    model_factory = staticmethod(default_model_factory)
+
+    bridge: CallBridge | None = None
+    _start_timer: asyncio.TimerHandle | None = None
+    _closed = False
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"no handler for {message['type']}")
+        await handler(message)
+
+    # --- TwilioSocket for the bridge ------------------------------------------------------------
+
+    async def send_text(self, text: str) -> None:
+        if not self._closed:
+            await self.base_send({"type": "websocket.send", "text": text})
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await super().close(code=code if code is not None else 1000)
+
+    # --- handshake ------------------------------------------------------------------------------
+
+    def _upgrade_signature_ok(self) -> bool:
+        headers = dict(self.scope.get("headers", []))
+        signature = headers.get(b"x-twilio-signature", b"").decode("latin-1")
+        query = self.scope.get("query_string", b"").decode("latin-1")
+        url = stream_url() + (f"?{query}" if query else "")
+        return signature_valid(url, {}, signature)
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        await self.accept()
+        if signatures_enforced() and not self._upgrade_signature_ok():
+            logger.warning("media stream refused: bad or missing X-Twilio-Signature")
+            await self.close(POLICY_VIOLATION)
+            return
+        loop = asyncio.get_running_loop()
+        self._start_timer = loop.call_later(
+            START_TIMEOUT_S, lambda: asyncio.ensure_future(self._start_timed_out())
+        )
+
+    async def _start_timed_out(self) -> None:
+        if self.bridge is None and not self._closed:
+            logger.warning("media stream closed: no valid start within %.0f s", START_TIMEOUT_S)
+            await self.close(POLICY_VIOLATION)
+
+    # --- frames ---------------------------------------------------------------------------------
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        text = message.get("text")
+        bridge = self.bridge
+        if bridge is not None:
+            if text is not None:
+                await bridge.on_twilio_text(text)
+            else:
+                bridge.measures.frames_malformed += 1
+            return
+        if text is not None and not self._closed:
+            await self._before_start(text)
+
+    async def _before_start(self, text: str) -> None:
+        try:
+            message = tw.parse_message(text)
+        except tw.MalformedMessage as exc:
+            logger.warning("malformed frame before start ignored: %s", exc)
+            return
+        if not isinstance(message, tw.Start):
+            return  # `connected` (or stray frames) before `start`
+        call_id = message.custom_parameters.get(CALL_ID_PARAMETER, "")
+        token = message.custom_parameters.get(TOKEN_PARAMETER, "")
+        if not call_id or not stream_token_valid(call_id, message.call_sid, token):
+            logger.warning("media stream refused: bad stream token for %s", message.call_sid)
+            await self.close(POLICY_VIOLATION)
+            return
+        if call_id in ACTIVE_BRIDGES:
+            logger.warning("media stream refused: call %s already has a stream", call_id)
+            await self.close(POLICY_VIOLATION)
+            return
+        if self._start_timer is not None:
+            self._start_timer.cancel()
+        await self._bridge_call(call_id, message)
+
+    async def _bridge_call(self, call_id: str, start: tw.Start) -> None:
+        bridge = CallBridge(
+            call_id=call_id,
+            start=start,
+            twilio=self,
+            model_factory=self.model_factory,
+            recorder=CallRecorder(recording_path(call_id)),
+            store=CallStore(call_id),
+        )
+        self.bridge = bridge
+        ACTIVE_BRIDGES[call_id] = bridge
+        await bridge.start()
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        self._closed = True
+        if self._start_timer is not None:
+            self._start_timer.cancel()
+        bridge = self.bridge
+        if bridge is not None:
+            await bridge.end("media stream closed without stop")
+            ACTIVE_BRIDGES.pop(bridge.call_id, None)
+        raise StopConsumer

@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from telephony import views
+
+urlpatterns = [
+    path("incoming-call", views.incoming_call, name="twilio-incoming-call"),
+    path("call-status", views.call_status, name="twilio-call-status"),
+]

@@ -1,0 +1,103 @@
+"""Twilio's webhooks: thin views that check the signature and call the call services."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from calls import services
+from telephony.security import public_url, signature_valid, signatures_enforced
+from telephony.twiml import connect_stream_twiml, error_twiml
+
+logger = logging.getLogger(__name__)
+View = Callable[[HttpRequest], HttpResponse]
+
+# Twilio sends a CallSid like CA + 32 hex digits; anything far off is not Twilio.
+_MAX_SID_LENGTH = 64
+
+
+def _text(body: str, status: int) -> HttpResponse:
+    return HttpResponse(body + "\n", status=status, content_type="text/plain; charset=utf-8")
+
+
+def twilio_signed(view: View) -> View:
+    """403 unless X-Twilio-Signature matches the public URL and the posted form."""
+
+    def wrapper(request: HttpRequest) -> HttpResponse:
+        if signatures_enforced():
+            url = public_url(request.get_full_path())
+            signature = request.headers.get("X-Twilio-Signature", "")
+            if not signature_valid(url, request.POST.dict(), signature):
+                logger.warning(
+                    "rejected webhook %s: bad or missing X-Twilio-Signature", request.path
+                )
+                return _text("Invalid or missing X-Twilio-Signature.", 403)
+        return view(request)
+
+    wrapper.__name__ = view.__name__
+    wrapper.__doc__ = view.__doc__
+    return wrapper
+
+
+def _call_sid(request: HttpRequest) -> str | None:
+    call_sid = request.POST.get("CallSid", "").strip()
+    if not call_sid or len(call_sid) > _MAX_SID_LENGTH:
+        return None
+    return call_sid
+
+
+@csrf_exempt
+@require_POST
+@twilio_signed
+def incoming_call(request: HttpRequest) -> HttpResponse:
+    """Create the call and answer with TwiML that connects its media stream to us."""
+    if _call_sid(request) is None:
+        return _text("CallSid is required (at most 64 characters).", 400)
+    try:
+        call = services.call_create(params=request.POST.dict())
+    except DatabaseError:
+        logger.exception("could not record incoming call %s", request.POST.get("CallSid"))
+        # Twilio would read a 5xx as "application error" to the caller; say something instead.
+        return HttpResponse(
+            error_twiml("Sorry, we cannot take your call right now. Please try again later."),
+            content_type="text/xml",
+        )
+    return HttpResponse(connect_stream_twiml(str(call.id), call.call_sid), content_type="text/xml")
+
+
+def _parse_optional_number(raw: str, kind: type[int] | type[float]) -> int | float | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    return kind(raw)
+
+
+@csrf_exempt
+@require_POST
+@twilio_signed
+def call_status(request: HttpRequest) -> HttpResponse:
+    """Apply a status callback; unknown calls are acknowledged (Twilio retries otherwise)."""
+    call_sid = _call_sid(request)
+    if call_sid is None:
+        return _text("CallSid is required (at most 64 characters).", 400)
+    try:
+        sequence = _parse_optional_number(request.POST.get("SequenceNumber", ""), int)
+        duration = _parse_optional_number(request.POST.get("CallDuration", ""), float)
+    except ValueError:
+        return _text("SequenceNumber and CallDuration must be numbers.", 400)
+    if duration is not None and duration < 0:
+        return _text("CallDuration must not be negative.", 400)
+    call = services.call_status_apply(
+        call_sid=call_sid,
+        status=request.POST.get("CallStatus", "").strip(),
+        sequence=sequence,
+        duration_s=duration,
+    )
+    if call is None:
+        logger.info("status callback for unknown call %s ignored", call_sid)
+    return HttpResponse(status=200)
