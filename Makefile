@@ -27,12 +27,7 @@ run: install
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	@echo "Serving on http://$(HOST):$(PORT) with $(SERVER)  (health: /health, admin: /admin/)"
 	@echo "No admin user yet? Create one with: $(BIN)/python manage.py createsuperuser"
-ifeq ($(SERVER),daphne)
-	exec $(BIN)/daphne --bind $(HOST) --port $(PORT) bridge_project.asgi:application
-else
-	exec $(BIN)/uvicorn bridge_project.asgi:application --host $(HOST) --port $(PORT) \
-		--loop uvloop --http httptools --ws websockets-sansio --lifespan off --no-access-log
-endif
+	exec $(BIN)/python -m bridge_project.serve --server $(SERVER) --host $(HOST) --port $(PORT)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -74,6 +74,7 @@ class CallStore:
         self._pending = _Pending()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # --- called by the bridge: never awaits ---------------------------------------------------
 
@@ -150,14 +151,17 @@ class CallStore:
 
     async def _run(self) -> None:
         delay = self.retry_initial_s
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.flush_interval_s)
             self._wake.clear()
+            if self._stopping:
+                return
             if await self._flush_once():
                 delay = self.retry_initial_s
                 continue
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):  # back off, unless finalize wakes us
+                await asyncio.wait_for(self._wake.wait(), delay)
             delay = min(delay * 2, self.retry_max_s)
 
     # --- the end of the call --------------------------------------------------------------------
@@ -169,8 +173,11 @@ class CallStore:
         is then logged so an operator can see what was lost.
         """
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            # Not cancel(): a write already handed to the writer thread would finish there
+            # with nobody to put its batch back if it failed. Let the loop stop by itself.
+            self._stopping = True
+            self._wake.set()
+            await self._task
         loop = asyncio.get_running_loop()
         deadline = loop.time() + give_up_after_s
         delay = self.retry_initial_s

@@ -1,0 +1,133 @@
+"""The call store keeps writes through a database outage and lands each of them exactly once.
+
+The outage is real: another connection holds a lock on the database (SQLite: an exclusive
+transaction on the file; PostgreSQL: an exclusive table lock), and the writer's own lock
+timeout is short, so its writes fail and are retried rather than merely waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections.abc import Iterator
+
+import pytest
+from django.db import connection, connections
+from django.utils import timezone
+
+from calls.models import Analytics, Call, Transcript
+from calls.services import CallOutcome, TranscriptLine
+from realtime import store as store_module
+from realtime.store import CallStore
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _line(n: int) -> TranscriptLine:
+    return TranscriptLine(
+        sequence=n, speaker="caller", text=f"line {n}", start_ms=n * 100, end_ms=n * 100 + 50
+    )
+
+
+@contextlib.contextmanager
+def short_lock_timeout() -> Iterator[None]:
+    """Make the writer fail fast on a held lock instead of waiting it out."""
+    options = connections.settings["default"].setdefault("OPTIONS", {})
+    saved = dict(options)
+    if connection.vendor == "sqlite":
+        options["timeout"] = 0.2
+    else:
+        options["options"] = "-c lock_timeout=200"
+    store_module._WRITER.submit(connections.close_all).result()
+    try:
+        yield
+    finally:
+        options.clear()
+        options.update(saved)
+        store_module._WRITER.submit(connections.close_all).result()
+
+
+@contextlib.contextmanager
+def database_locked() -> Iterator[None]:
+    if connection.vendor == "sqlite":
+        other = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+    else:
+        import psycopg
+
+        params = connection.get_connection_params()
+        with psycopg.connect(
+            host=params.get("host"), port=params.get("port"), user=params.get("user"),
+            dbname=params["dbname"], autocommit=False,
+        ) as other:  # fmt: skip
+            other.execute("LOCK TABLE calls_transcript, calls_analytics IN ACCESS EXCLUSIVE MODE")
+            yield
+            other.rollback()
+
+
+def _wait_until(predicate, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def test_lines_written_during_an_outage_land_once_it_ends(make_call) -> None:
+    call = make_call(status="in-progress")
+    Analytics.objects.create(call=call)
+    call_id = str(call.id)
+
+    async def scenario() -> CallStore:
+        store = CallStore(call_id, flush_interval_s=0.05, retry_initial_s=0.05, retry_max_s=0.2)
+        store.start()
+        store.add_transcript(_line(1))
+        await asyncio.sleep(0.5)
+        with database_locked():
+            for n in range(2, 12):
+                store.add_transcript(_line(n))
+                store.set_analytics({"interruptions": n})
+                await asyncio.sleep(0.1)  # the call goes on while writes fail
+            failures_during_outage = store.write_failures
+        assert failures_during_outage > 0
+        outcome = CallOutcome(end_reason="caller hung up", ended_at=timezone.now())
+        assert await store.finalize(outcome, give_up_after_s=20)
+        return store
+
+    with short_lock_timeout():
+        store = asyncio.run(scenario())
+
+    sequences = list(
+        Transcript.objects.filter(call_id=call_id)
+        .order_by("sequence")
+        .values_list("sequence", flat=True)
+    )
+    assert sequences == list(range(1, 12))
+    assert store.rows_written == 11
+    call.refresh_from_db()
+    assert call.status == "completed"
+    assert call.end_reason == "caller hung up"
+    assert Analytics.objects.get(call=call).interruptions == 11
+
+
+def test_finalize_gives_up_after_its_deadline_and_says_so(make_call, caplog) -> None:
+    call = make_call(status="in-progress")
+
+    async def scenario() -> bool:
+        store = CallStore(str(call.id), retry_initial_s=0.05, retry_max_s=0.1)
+        store.add_transcript(_line(1))
+        outcome = CallOutcome(end_reason="caller hung up", ended_at=timezone.now())
+        return await store.finalize(outcome, give_up_after_s=1.0)
+
+    with short_lock_timeout(), database_locked():
+        assert asyncio.run(scenario()) is False
+    assert "gave up finalizing call" in caplog.text
+    assert Transcript.objects.count() == 0
