@@ -61,11 +61,12 @@ def start_standin(env: dict[str, str]) -> subprocess.Popen[bytes]:
     _wait_for_port(port, process, STANDIN_READY_TIMEOUT_S)
     env["OPENAI_REALTIME_URL"] = f"ws://127.0.0.1:{port}/v1/realtime"
     banner = "=" * 78
+    server_url = f"http://127.0.0.1:{env.get('PORT', '8000')}"
     print(
         f"{banner}\n  NO OPENAI_API_KEY: calls are bridged to the LOCAL REALTIME STAND-IN at\n"
         f"  {env['OPENAI_REALTIME_URL']} (scripted replies, not OpenAI).\n"
         f"  Set OPENAI_API_KEY to talk to OpenAI. Place a test call with:\n"
-        f"  .venv/bin/python manage.py simulate_call --url http://127.0.0.1:{env.get('PORT', '8000')}\n"
+        f"  .venv/bin/python manage.py simulate_call --url {server_url}\n"
         f"{banner}",
         flush=True,
     )

@@ -17,7 +17,7 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from calls.models import Analytics, Call, Transcript
+from calls.models import Analytics, Transcript
 from calls.services import CallOutcome, TranscriptLine
 from realtime import store as store_module
 from realtime.store import CallStore
