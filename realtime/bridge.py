@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.utils import timezone
 
+from audio.errors import AudioFormatError
 from audio.recorder import CallRecorder, RecordingInfo
 from bridge_project.logging import bind_call_context
 from calls.sentiment import sentiment_of
@@ -258,7 +259,10 @@ class CallBridge:
             self._last_chunk = max(chunk, self._last_chunk)
         if self._session_origin_ms is None:
             self._session_origin_ms = float(media.timestamp_ms)
-        self.recorder.add_caller(audio, media.timestamp_ms)
+        try:
+            self.recorder.add_caller(audio, media.timestamp_ms)
+        except AudioFormatError as exc:  # e.g. a negative timestamp: keep the audio flowing
+            self._count_malformed(exc)
         await self.model.send_audio(media.payload)
 
     def _on_mark(self, name: str) -> None:

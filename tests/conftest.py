@@ -1,15 +1,22 @@
 from __future__ import annotations
 
-import pytest
-from django.test import Client
+from typing import TYPE_CHECKING
 
-from calls.models import Call
+import pytest
+
+if TYPE_CHECKING:
+    from calls.models import Call
+
+# Django is imported inside the fixtures so the audio tests can run without it
+# (`pytest tests/audio -p no:django`): audio/ knows nothing of Django.
 
 
 @pytest.fixture
 def make_call(db):
     """Factory for Call rows with sensible defaults; keyword arguments override."""
     from django.utils import timezone
+
+    from calls.models import Call
 
     counter = {"n": 0}
 
@@ -25,8 +32,3 @@ def make_call(db):
         return Call.objects.create(**defaults)
 
     return factory
-
-
-@pytest.fixture
-def anonymous_client() -> Client:
-    return Client()
