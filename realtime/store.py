@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from django.db import close_old_connections, connections
 
 from calls import services
-from calls.events import call_event_publish
+from calls.events import CALL_ENDED, CALL_STARTED, CALL_UPDATED, call_event_publish
 from calls.services import CallOutcome, TranscriptLine
 
 logger = logging.getLogger(__name__)
@@ -143,11 +143,22 @@ class CallStore:
                 len(self._pending.transcripts),
             )
             return False
+        await self._publish_written(batch)
+        return True
+
+    async def _publish_written(self, batch: _Pending) -> None:
+        """Tell the live feed what just reached the database (after, never before, the write)."""
         if batch.stream is not None:
             await call_event_publish(
-                kind="started", call_id=self.call_id, stream_sid=batch.stream["stream_sid"]
+                kind=CALL_STARTED, call_id=self.call_id, stream_sid=batch.stream["stream_sid"]
             )
-        return True
+        if batch.transcripts:
+            lines = [
+                {"speaker": line.speaker, "text": line.text, "start_ms": line.start_ms,
+                 "end_ms": line.end_ms, "interrupted": line.interrupted}
+                for line in batch.transcripts
+            ]  # fmt: skip
+            await call_event_publish(kind=CALL_UPDATED, call_id=self.call_id, transcripts=lines)
 
     async def _run(self) -> None:
         delay = self.retry_initial_s
@@ -194,8 +205,12 @@ class CallStore:
                     self.write_failures += 1
                     logger.warning("call finalize failed (%s); retrying", type(exc).__name__)
                 else:
+                    summary = {
+                        key: outcome.analytics.get(key)
+                        for key in ("interruptions", "turns", "latency_ms_avg", "sentiment_label")
+                    }
                     await call_event_publish(
-                        kind="ended", call_id=self.call_id, reason=outcome.end_reason
+                        kind=CALL_ENDED, call_id=self.call_id, reason=outcome.end_reason, **summary
                     )
                     return True
             if loop.time() + delay > deadline:

@@ -11,6 +11,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from calls import services
+from calls.events import CALL_UPDATED, call_event_publish_sync
 from telephony.security import public_url, signature_valid, signatures_enforced
 from telephony.twiml import connect_stream_twiml, error_twiml
 
@@ -100,4 +101,6 @@ def call_status(request: HttpRequest) -> HttpResponse:
     )
     if call is None:
         logger.info("status callback for unknown call %s ignored", call_sid)
+    else:
+        call_event_publish_sync(kind=CALL_UPDATED, call_id=str(call.id), status=call.status)
     return HttpResponse(status=200)
