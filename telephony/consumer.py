@@ -18,10 +18,10 @@ from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from realtime.client import OpenAIRealtimeSession
 
 from audio.recorder import CallRecorder
 from realtime.bridge import ACTIVE_BRIDGES, CallBridge
+from realtime.client import OpenAIRealtimeSession
 from realtime.configuration import realtime_settings
 from realtime.model import ContextProvider, ModelSession
 from realtime.store import CallStore
