@@ -24,7 +24,7 @@ class RealtimeSettings:
 
     url: str
     model: str
-    api_key: str
+    api_key: str = field(repr=False)  # never in a repr, so never in a log line
     protocol: Literal["ga", "beta"] = "ga"
     audio_format: AudioFormat = "audio/pcmu"
     instructions: str = "You are a helpful, concise voice assistant on a phone call."

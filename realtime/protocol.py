@@ -1,0 +1,295 @@
+"""OpenAI Realtime wire format: client events built as dicts, server events parsed to model events.
+
+Pure functions, no I/O. Two shapes of the same protocol are supported: `ga` (the generally
+available API, `session.type = "realtime"`, nested `audio` config, `response.output_audio.*`
+events) and `beta` (the `OpenAI-Beta: realtime=v1` preview, flat session fields and
+`response.audio.*` events). Field names follow the SDK types in `openai.types.realtime` and
+`openai.types.beta.realtime`; tests/realtime/test_protocol.py validates every event built here
+against them.
+
+Nothing outside `realtime.client` should import this module: the bridge sees only
+`realtime.model` events, so another model API can replace this one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from realtime.model import (
+    AgentTranscriptDone,
+    AudioDelta,
+    CallerTranscriptDone,
+    ContextItem,
+    ModelError,
+    ModelEvent,
+    RealtimeSettings,
+    ResponseDone,
+    ResponseStarted,
+    SpeechStarted,
+    SpeechStopped,
+    Usage,
+)
+
+WireProtocol = Literal["ga", "beta"]
+
+# The `error` code the service sends shortly before it closes a session at its time limit.
+SESSION_EXPIRED = "session_expired"
+# Stands in for `error.code` when a known event arrives without the fields we read.
+MALFORMED_EVENT = "malformed_server_event"
+
+
+# --- protocol-level events the client consumes itself (never reach the bridge) -------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCreated:
+    """The socket is open and the service created a session with its defaults."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUpdated:
+    """The service applied our session.update: the session is configured."""
+
+
+@dataclass(frozen=True, slots=True)
+class AudioDone:
+    """The last audio delta of an item was sent (in pcm mode the converter is flushed here)."""
+
+    item_id: str
+    response_id: str
+
+
+ServerEvent = ModelEvent | SessionCreated | SessionUpdated | AudioDone
+
+
+# --- client events --------------------------------------------------------------------------------
+
+
+def session_update(settings: RealtimeSettings) -> dict[str, Any]:
+    """The session.update that configures a fresh session (sent again after every reconnect)."""
+    if settings.protocol == "beta":
+        return {"type": "session.update", "session": _beta_session(settings)}
+    return {"type": "session.update", "session": _ga_session(settings)}
+
+
+def _ga_audio_format(settings: RealtimeSettings) -> dict[str, Any]:
+    if settings.audio_format == "audio/pcm":
+        # The service accepts only 24 kHz PCM; saying so keeps the session explicit.
+        return {"type": "audio/pcm", "rate": 24000}
+    return {"type": "audio/pcmu"}
+
+
+def _ga_session(settings: RealtimeSettings) -> dict[str, Any]:
+    audio_format = _ga_audio_format(settings)
+    return {
+        "type": "realtime",
+        "model": settings.model,
+        "instructions": settings.instructions,
+        # GA allows one output modality; audio responses carry their transcript anyway.
+        "output_modalities": ["audio"],
+        "audio": {
+            "input": {
+                "format": audio_format,
+                "transcription": {"model": settings.transcription_model},
+                "turn_detection": {"type": settings.turn_detection},
+            },
+            "output": {"format": audio_format, "voice": settings.voice},
+        },
+    }
+
+
+def _beta_session(settings: RealtimeSettings) -> dict[str, Any]:
+    audio_format = "pcm16" if settings.audio_format == "audio/pcm" else "g711_ulaw"
+    return {
+        # Beta needs both modalities for spoken answers; ["audio"] alone is rejected.
+        "modalities": ["audio", "text"],
+        "instructions": settings.instructions,
+        "voice": settings.voice,
+        "input_audio_format": audio_format,
+        "output_audio_format": audio_format,
+        "input_audio_transcription": {"model": settings.transcription_model},
+        "turn_detection": {"type": settings.turn_detection},
+    }
+
+
+def input_audio_append(audio_b64: str) -> bytes:
+    """Serialized input_audio_buffer.append (the same in both shapes): the per-frame hot path."""
+    return orjson.dumps({"type": "input_audio_buffer.append", "audio": audio_b64})
+
+
+def item_truncate(item_id: str, audio_end_ms: int) -> dict[str, Any]:
+    """Cut an assistant item's audio at what the caller heard (content_index is always 0)."""
+    return {
+        "type": "conversation.item.truncate",
+        "item_id": item_id,
+        "content_index": 0,
+        "audio_end_ms": audio_end_ms,
+    }
+
+
+def response_cancel() -> dict[str, Any]:
+    return {"type": "response.cancel"}
+
+
+def response_create() -> dict[str, Any]:
+    return {"type": "response.create"}
+
+
+def user_text_item(text: str) -> dict[str, Any]:
+    """A user text message added to the conversation (the same in both shapes)."""
+    return _message_item("user", "input_text", text)
+
+
+def context_item(item: ContextItem, protocol: WireProtocol) -> dict[str, Any]:
+    """One line of the conversation replayed into a fresh session after a reconnect.
+
+    Assistant lines are replayed as text: neither shape lets a client create assistant audio.
+    """
+    if item.role == "user":
+        return _message_item("user", "input_text", item.text)
+    return _message_item("assistant", "output_text" if protocol == "ga" else "text", item.text)
+
+
+def _message_item(role: str, content_type: str, text: str) -> dict[str, Any]:
+    return {
+        "type": "conversation.item.create",
+        "item": {
+            "type": "message",
+            "role": role,
+            "content": [{"type": content_type, "text": text}],
+        },
+    }
+
+
+# --- server events --------------------------------------------------------------------------------
+
+
+def parse_server_event(data: dict[str, Any], protocol: WireProtocol) -> ServerEvent | None:
+    """Map one decoded server event to a typed event; None for events the bridge does not use.
+
+    A known event missing a field we read becomes a ModelError rather than an exception, so one
+    odd message cannot end the receive loop of a live call.
+    """
+    parser = _PARSERS[protocol].get(data.get("type"))  # type: ignore[arg-type]
+    if parser is None:
+        return None
+    try:
+        return parser(data)
+    except (KeyError, TypeError, AttributeError) as exc:
+        return ModelError(code=MALFORMED_EVENT, message=f"{data.get('type')}: {exc!r}"[:300])
+
+
+def _audio_delta(data: dict[str, Any]) -> AudioDelta:
+    return AudioDelta(
+        item_id=data["item_id"], response_id=data["response_id"], audio_b64=data["delta"]
+    )
+
+
+def _audio_done(data: dict[str, Any]) -> AudioDone:
+    return AudioDone(item_id=data["item_id"], response_id=data["response_id"])
+
+
+def _agent_transcript(data: dict[str, Any]) -> AgentTranscriptDone:
+    return AgentTranscriptDone(
+        item_id=data["item_id"], response_id=data["response_id"], text=data["transcript"]
+    )
+
+
+def _caller_transcript(data: dict[str, Any]) -> CallerTranscriptDone:
+    return CallerTranscriptDone(item_id=data["item_id"], text=data["transcript"])
+
+
+def _speech_started(data: dict[str, Any]) -> SpeechStarted:
+    return SpeechStarted(item_id=data["item_id"], audio_start_ms=int(data["audio_start_ms"]))
+
+
+def _speech_stopped(data: dict[str, Any]) -> SpeechStopped:
+    return SpeechStopped(item_id=data["item_id"], audio_end_ms=int(data["audio_end_ms"]))
+
+
+def _response_created(data: dict[str, Any]) -> ResponseStarted:
+    return ResponseStarted(response_id=data["response"]["id"])
+
+
+def _response_done(data: dict[str, Any]) -> ResponseDone:
+    response = data["response"]
+    return ResponseDone(
+        response_id=response["id"],
+        status=response.get("status") or "unknown",
+        usage=usage_from(response.get("usage")),
+    )
+
+
+def usage_from(usage: dict[str, Any] | None) -> Usage:
+    """Token counts of a response.done (same shape in GA and beta; any part may be null)."""
+    if not usage:
+        return Usage()
+    given = usage.get("input_token_details") or {}
+    produced = usage.get("output_token_details") or {}
+    return Usage(
+        input_audio_tokens=given.get("audio_tokens") or 0,
+        output_audio_tokens=produced.get("audio_tokens") or 0,
+        input_text_tokens=given.get("text_tokens") or 0,
+        output_text_tokens=produced.get("text_tokens") or 0,
+        cached_input_tokens=given.get("cached_tokens") or 0,
+    )
+
+
+def _error(data: dict[str, Any]) -> ModelError:
+    error = data.get("error") or {}
+    return ModelError(
+        code=error.get("code") or error.get("type") or "error",
+        message=error.get("message") or "",
+    )
+
+
+def _session_created(data: dict[str, Any]) -> SessionCreated:
+    return SessionCreated()
+
+
+def _session_updated(data: dict[str, Any]) -> SessionUpdated:
+    return SessionUpdated()
+
+
+_Parser = Callable[[dict[str, Any]], ServerEvent]
+
+_COMMON: dict[str, _Parser] = {
+    "conversation.item.input_audio_transcription.completed": _caller_transcript,
+    "input_audio_buffer.speech_started": _speech_started,
+    "input_audio_buffer.speech_stopped": _speech_stopped,
+    "response.created": _response_created,
+    "response.done": _response_done,
+    "error": _error,
+    "session.created": _session_created,
+    "session.updated": _session_updated,
+}
+
+_PARSERS: dict[str, dict[str, _Parser]] = {
+    "ga": {
+        **_COMMON,
+        "response.output_audio.delta": _audio_delta,
+        "response.output_audio.done": _audio_done,
+        "response.output_audio_transcript.done": _agent_transcript,
+    },
+    "beta": {
+        **_COMMON,
+        "response.audio.delta": _audio_delta,
+        "response.audio.done": _audio_done,
+        "response.audio_transcript.done": _agent_transcript,
+    },
+}
+
+
+def parse_server_message(raw: str | bytes, protocol: WireProtocol) -> ServerEvent | None:
+    """Decode and parse one frame from the socket (the receive loop's single entry point)."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return ModelError(code=MALFORMED_EVENT, message=f"not JSON: {exc}"[:300])
+    if type(data) is not dict:
+        return ModelError(code=MALFORMED_EVENT, message=f"not an object: {type(data).__name__}")
+    return parse_server_event(data, protocol)
