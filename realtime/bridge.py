@@ -38,6 +38,7 @@ from telephony import messages as tw
 logger = logging.getLogger(__name__)
 
 ULAW_BYTES_PER_MS = 8  # mu-law 8 kHz: one byte per sample
+CANCEL_NOT_ACTIVE = "response_cancel_not_active"
 # The calls this process is bridging, by call id (one media stream per call).
 ACTIVE_BRIDGES: dict[str, CallBridge] = {}
 
@@ -321,10 +322,18 @@ class CallBridge:
         elif kind is m.Disconnected:
             logger.warning("model socket dropped (%s); reconnecting", event.reason)  # type: ignore[union-attr]
         elif kind is m.ModelError:
-            self.measures.model_errors += 1
-            logger.warning("model error %s: %s", event.code, event.message)  # type: ignore[union-attr]
+            self._on_model_error(event)  # type: ignore[arg-type]
         elif kind is m.SessionFailed:
             await self.end(f"model unavailable: {event.reason}"[:200], close_twilio=True)  # type: ignore[union-attr]
+
+    def _on_model_error(self, event: m.ModelError) -> None:
+        if event.code == CANCEL_NOT_ACTIVE:
+            # With server VAD the service cancels the response itself on speech_started; our
+            # cancel raced it. Expected, harmless, not an error of the call.
+            logger.debug("response.cancel raced the service's own cancel")
+            return
+        self.measures.model_errors += 1
+        logger.warning("model error %s: %s", event.code, event.message)
 
     def _on_session_ready(self, event: m.SessionReady) -> None:
         if event.reconnect_attempt:

@@ -33,6 +33,11 @@ _WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="call-writer")
 PENDING_FINALIZATIONS: set[asyncio.Task[None]] = set()
 
 
+def writer_connections_close() -> None:
+    """Close the writer thread's database connections (at shutdown, or between tests)."""
+    _WRITER.submit(connections.close_all).result()
+
+
 def _in_writer_thread(work: Callable[[], T]) -> Callable[[], T]:
     def run() -> T:
         close_old_connections()  # drop connections that are broken or past CONN_MAX_AGE

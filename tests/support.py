@@ -112,3 +112,41 @@ def base_env(**overrides: str) -> dict[str, str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
     env.update(overrides)
     return env
+
+
+@contextlib.contextmanager
+def asgi_server_in_thread(
+    port: int, *, app: str = "bridge_project.asgi:application"
+) -> Iterator[str]:
+    """Serve the real ASGI app with uvicorn in a background thread; yields its http URL.
+
+    In-process (not a subprocess) so the server shares the test's database and settings
+    overrides; use it with the `transactional_db` fixture so committed rows are visible.
+    """
+    import threading
+
+    import uvicorn
+
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio",
+        lifespan="off",
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise AssertionError("the in-process uvicorn server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)

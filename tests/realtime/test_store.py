@@ -40,13 +40,13 @@ def short_lock_timeout() -> Iterator[None]:
         options["timeout"] = 0.2
     else:
         options["options"] = "-c lock_timeout=200"
-    store_module._WRITER.submit(connections.close_all).result()
+    store_module.writer_connections_close()
     try:
         yield
     finally:
         options.clear()
         options.update(saved)
-        store_module._WRITER.submit(connections.close_all).result()
+        store_module.writer_connections_close()
 
 
 @contextlib.contextmanager

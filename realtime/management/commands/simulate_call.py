@@ -1,0 +1,193 @@
+"""`manage.py simulate_call`: place a simulated Twilio call against a running bridge server.
+
+The server under test talks to whatever model its own settings name; this command only plays
+Twilio. In development without an OPENAI_API_KEY, `make run` starts a realtime stand-in next
+to the server, so a fresh checkout needs just:
+
+    make run                                   # terminal 1
+    .venv/bin/python manage.py simulate_call   # terminal 2
+
+If the server was started some other way, point it at a stand-in and let this command run
+that stand-in for the duration of the call:
+
+    OPENAI_REALTIME_URL=ws://127.0.0.1:8765/v1/realtime .venv/bin/uvicorn ...
+    OPENAI_REALTIME_URL=ws://127.0.0.1:8765/v1/realtime .venv/bin/python manage.py simulate_call
+
+(the command starts a stand-in whenever OPENAI_REALTIME_URL is a loopback ws:// URL where
+nothing listens yet). The caller can only see what Twilio sees: the audio and marks it gets
+back, the clears, and the latency from the end of its speech to the first agent audio. The
+transcript and analytics are on the call's admin page, printed at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from realtime.simulator.caller import CallReport, SimulatedTwilioCaller, WebhookRejected
+from realtime.simulator.script import Step, standard_call, timed_call
+from realtime.simulator.standin import DEFAULT_PORT, RealtimeStandIn
+
+DEFAULT_REALTIME_HOST = "api.openai.com"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def standin_port_setting() -> int:
+    """REALTIME_STANDIN_PORT (settings, then environment), else the stand-in's default."""
+    value = getattr(settings, "REALTIME_STANDIN_PORT", None) or os.environ.get(
+        "REALTIME_STANDIN_PORT"
+    )
+    return int(value) if value else DEFAULT_PORT
+
+
+def port_listening(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+def loopback_standin_port(realtime_url: str) -> int | None:
+    """The port of a ws:// realtime URL on this machine (a stand-in's), else None."""
+    parts = urlsplit(realtime_url)
+    if parts.scheme != "ws" or parts.hostname not in LOOPBACK_HOSTS:
+        return None
+    return parts.port or 80
+
+
+class Command(BaseCommand):
+    help = "Place a simulated Twilio call against a running bridge server and summarise it."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--url", help="the server's base URL (default: http://127.0.0.1:$PORT)")
+        parser.add_argument(
+            "--public-base-url",
+            help="the URL Twilio would call, i.e. the server's PUBLIC_BASE_URL (default: --url)",
+        )
+        parser.add_argument(
+            "--seconds",
+            type=float,
+            help="call length: caller turns until then (default: the standard two-turn call)",
+        )
+        parser.add_argument(
+            "--barge-in",
+            action="store_true",
+            help="talk over the agent's second reply (with the standard call)",
+        )
+        parser.add_argument(
+            "--standin-port",
+            type=int,
+            help="run a realtime stand-in on this port for the call (the server must use it)",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        # The summary is the output; per-connection lines of the stand-in's server are noise.
+        logging.getLogger("websockets").setLevel(logging.WARNING)
+        url = (options["url"] or f"http://127.0.0.1:{settings.PORT}").rstrip("/")
+        self._check_server(url)
+        script = self._script(options["seconds"], options["barge_in"])
+        limit = (options["seconds"] or 60.0) + 30.0
+        report = asyncio.run(self._call(url, options, script, limit))
+        self._summarise(url, report)
+
+    def _check_server(self, url: str) -> None:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=5):  # noqa: S310
+                return
+        except urllib.error.HTTPError:
+            return  # it answers: good enough, the webhook will tell the rest
+        except OSError as exc:
+            raise CommandError(
+                f"no server answers at {url} ({exc}). Start one with `make run`."
+            ) from None
+
+    def _script(self, seconds: float | None, barge_in: bool) -> list[Step]:
+        if seconds is None:
+            return standard_call(barge_in=barge_in)
+        return timed_call(seconds)
+
+    async def _call(
+        self, url: str, options: dict[str, Any], script: list[Step], limit: float
+    ) -> CallReport:
+        token = settings.TWILIO_AUTH_TOKEN or None
+        if token is None:
+            self.stdout.write(
+                "TWILIO_AUTH_TOKEN is empty: sending no X-Twilio-Signature. The server must run "
+                "in development with no auth token too, or it will answer 403."
+            )
+        caller = SimulatedTwilioCaller(
+            url, auth_token=token, public_base_url=options["public_base_url"] or url
+        )
+        standin = self._standin(options["standin_port"])
+        async with standin if standin is not None else contextlib.nullcontext():
+            if standin is not None:
+                self.stdout.write(f"Realtime stand-in running at {standin.url} for this call.")
+            self.stdout.write(f"Calling {url} as {caller.webhook_params['From']} ...")
+            try:
+                report = await caller.call(script, max_seconds=limit)
+            except WebhookRejected as exc:
+                raise CommandError(f"the incoming-call webhook refused the call: {exc}") from None
+            except OSError as exc:
+                raise CommandError(f"the media stream could not be opened: {exc}") from None
+            if standin is not None:
+                # Let the server hang up on its model first: stopping the stand-in under a live
+                # session would look like a dropped socket (and a reconnect) to the bridge.
+                with contextlib.suppress(TimeoutError):
+                    await standin.wait_until(lambda: not standin.open_connections(), 3.0)
+            return report
+
+    def _standin(self, requested_port: int | None) -> RealtimeStandIn | None:
+        """A stand-in to run for the call, or None when the server's model is elsewhere."""
+        port = requested_port or loopback_standin_port(settings.OPENAI_REALTIME_URL)
+        if port is None:
+            self._explain_model()
+            return None
+        if port_listening("127.0.0.1", port):
+            self.stdout.write(f"A realtime stand-in already listens on port {port}; using it.")
+            return None
+        if requested_port is not None:
+            self.stdout.write(
+                "The server must use this stand-in: start it with "
+                f"OPENAI_REALTIME_URL=ws://127.0.0.1:{port}/v1/realtime"
+            )
+        return RealtimeStandIn(port=port)
+
+    def _explain_model(self) -> None:
+        host = urlsplit(settings.OPENAI_REALTIME_URL).hostname
+        if host == DEFAULT_REALTIME_HOST and not settings.OPENAI_API_KEY:
+            self.stdout.write(
+                "No OPENAI_API_KEY: a server started with `make run` bridges to its own local "
+                f"stand-in. Started otherwise, give it OPENAI_REALTIME_URL=ws://127.0.0.1:"
+                f"{standin_port_setting()}/v1/realtime and pass --standin-port "
+                f"{standin_port_setting()}."
+            )
+        else:
+            self.stdout.write(f"The server's model is at {settings.OPENAI_REALTIME_URL}.")
+
+    def _summarise(self, url: str, report: CallReport) -> None:
+        out = self.stdout.write
+        out("")
+        out(f"Call {report.call_sid}  ended by {report.ended_by} (close code {report.close_code})")
+        out(f"  frames sent:      {report.frames_sent} ({report.frames_sent * 0.02:.1f} s)")
+        audio = f"{report.agent_audio_s:.2f} s received, {report.played_s:.2f} s played"
+        out(f"  agent audio:      {audio}")
+        out(f"  marks:            {report.marks_received} received, {report.marks_echoed} echoed")
+        clears = ", ".join(f"{ms / 1000:.2f} s" for ms in report.clears_ms) or "none"
+        out(f"  clears (barge-in): {clears}")
+        latencies = ", ".join(f"{ms:.0f} ms" for ms in report.latencies_ms) or "no reply heard"
+        out(f"  latency, end of caller speech -> first agent audio: {latencies}")
+        if report.script_error:
+            out(self.style.WARNING(f"  script: {report.script_error}"))
+        for problem in report.protocol_errors[:10]:
+            out(self.style.WARNING(f"  protocol problem: {problem}"))
+        if report.call_id:
+            out(f"  transcript and analytics: {url}/admin/calls/call/{report.call_id}/change/")

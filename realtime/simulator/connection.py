@@ -1,0 +1,725 @@
+"""One client connection to the realtime stand-in: the Realtime protocol state machine, the
+faults it can be told to commit, and everything it observed (for tests).
+
+See `realtime.simulator.standin` for what the stand-in promises; this is how a session works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import math
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import orjson
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from audio.convert import pcm16_from_bytes, pcm16_to_bytes
+from audio.g711 import ulaw_decode, ulaw_encode
+from realtime.simulator import protocol as rt
+from realtime.simulator.protocol import Protocol, Reply
+from realtime.simulator.speech import speech
+from realtime.simulator.vad import EnergyVad
+
+if TYPE_CHECKING:
+    from realtime.simulator.standin import RealtimeStandIn
+
+
+@dataclass
+class Faults:
+    """Misbehaviour to inject, read when a connection is attempted.
+
+    `first_connections` limits the faults to that many handshake attempts counted from the
+    stand-in's start (refused ones included), so "fail twice, then work" tests a reconnect.
+    """
+
+    refuse: Literal["handshake", "close"] | None = None
+    drop_after_s: float | None = None
+    drop_after_appends: int | None = None
+    expire_after_s: float | None = None
+    stall_after_s: float | None = None
+    stall_after_appends: int | None = None
+    first_connections: int | None = None
+
+    def applies_to(self, attempt: int) -> bool:
+        return self.first_connections is None or attempt < self.first_connections
+
+
+@dataclass(frozen=True)
+class ReceivedEvent:
+    """A client event as received; `at` is time.monotonic() on arrival."""
+
+    type: str
+    payload: dict[str, Any]
+    at: float
+
+
+@dataclass
+class Item:
+    """A conversation item as far as usage and truncation care."""
+
+    item_id: str
+    role: str
+    audio_ms: float = 0.0
+    text: str = ""
+
+
+@dataclass
+class ActiveResponse:
+    response_id: str
+    item_id: str
+    reply: Reply
+    task: asyncio.Task[None] | None = None
+    cancel_reason: str | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    sent_ms: float = 0.0
+    transcript: str = ""
+    audio_started: bool = False
+    previous_item_id: str | None = None
+
+
+class StandInConnection:
+    """One client connection: the protocol state plus everything observed, for tests."""
+
+    def __init__(
+        self,
+        standin: RealtimeStandIn,
+        ws: ServerConnection,
+        *,
+        index: int,
+        protocol: Protocol,
+        model: str,
+        faults: Faults | None,
+    ) -> None:
+        self.standin = standin
+        self.ws = ws
+        self.index = index
+        self.protocol: Protocol = protocol
+        self.model = model
+        self.faults = faults
+        self.session = rt.default_session(protocol, model)
+        # Observation.
+        self.received: list[ReceivedEvent] = []
+        self.sent: list[dict[str, Any]] = []
+        self.audio = bytearray()
+        self.appends = 0
+        self.truncations: list[dict[str, Any]] = []
+        self.close_code: int | None = None
+        self.stalled = False
+        self.dropped = False
+        # Protocol state.
+        self.vad = EnergyVad(start_ms=standin.vad_start_ms)
+        self.buffer_start_samples = 0
+        self.speech_item_id: str | None = None
+        self.items: dict[str, Item] = {}
+        self.last_item_id: str | None = None
+        self.response: ActiveResponse | None = None
+        self.responses = 0
+        self.transcriptions = 0
+        self.previous_input_tokens = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # --- observation helpers ------------------------------------------------------------------
+
+    def received_types(self) -> list[str]:
+        return [event.type for event in self.received]
+
+    def received_of(self, event_type: str) -> list[ReceivedEvent]:
+        return [event for event in self.received if event.type == event_type]
+
+    def sent_types(self) -> list[str]:
+        return [event["type"] for event in self.sent]
+
+    def sent_of(self, event_type: str) -> list[dict[str, Any]]:
+        return [event for event in self.sent if event["type"] == event_type]
+
+    @property
+    def closed(self) -> bool:
+        return self.close_code is not None
+
+    @property
+    def input_ms(self) -> float:
+        """The model's input-audio clock: milliseconds of caller audio appended so far."""
+        return self.vad.samples * 1000.0 / self.input_rate
+
+    # --- the session, whatever the protocol ---------------------------------------------------
+
+    @property
+    def input_codec(self) -> rt.Codec:
+        return rt.session_codec(self.protocol, self.session, "input")
+
+    @property
+    def output_codec(self) -> rt.Codec:
+        return rt.session_codec(self.protocol, self.session, "output")
+
+    @property
+    def input_rate(self) -> int:
+        return rt.codec_rate(self.input_codec)
+
+    # --- sending ------------------------------------------------------------------------------
+
+    async def emit(self, event_type: str, **fields: Any) -> None:
+        """Send a server event (GA name; renamed for beta) unless the socket is gone or stalled."""
+        await self._send({"type": rt.event_name(self.protocol, event_type), **fields})
+
+    async def emit_error(
+        self, message: str, *, code: str | None, param: str | None = None, cause: dict | None = None
+    ) -> None:
+        event_id = cause.get("event_id") if cause else None
+        await self._send(rt.error_event(message, code=code, param=param, event_id=event_id))
+
+    async def _send(self, event: dict[str, Any]) -> None:
+        if self.stalled or self.closed:
+            return
+        event = {"event_id": rt.new_id("event"), **event}
+        self.sent.append(event)
+        self.standin.notify()
+        with contextlib.suppress(ConnectionClosed):
+            await self.ws.send(orjson.dumps(event).decode())
+
+    async def _announce_item(
+        self, item: dict[str, Any], previous: str | None, *, done: bool
+    ) -> None:
+        # GA announces an item with `added` (and `done` once complete); beta with `created`.
+        if self.protocol == "beta":
+            await self.emit("conversation.item.created", previous_item_id=previous, item=item)
+            return
+        await self.emit("conversation.item.added", previous_item_id=previous, item=item)
+        if done:
+            await self.emit("conversation.item.done", previous_item_id=previous, item=item)
+
+    # --- lifecycle and faults -----------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def run(self) -> None:
+        self._schedule_faults()
+        await self.emit("session.created", session=self.session)
+        try:
+            async for message in self.ws:
+                if self.stalled or self.closed:
+                    continue  # frames buffered before a fault was injected were never "read"
+                await self._on_message(message)
+                if self.stalled:
+                    await self.ws.wait_closed()  # hang until the stand-in stops
+        except ConnectionClosed:
+            pass
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self.close_code is None:
+            self.close_code = self.ws.close_code if self.ws.close_code is not None else 1006
+        for task in list(self._tasks):
+            task.cancel()
+        if self.response is not None and self.response.task is not None:
+            self.response.task.cancel()
+        self.standin.notify()
+
+    def _schedule_faults(self) -> None:
+        faults = self.faults
+        if faults is None:
+            return
+        if faults.drop_after_s is not None:
+            self.spawn(_after(faults.drop_after_s, self.drop))
+        if faults.expire_after_s is not None:
+            self.spawn(_after(faults.expire_after_s, self.expire))
+        if faults.stall_after_s is not None:
+            self.spawn(_after(faults.stall_after_s, self.stall))
+
+    async def drop(self) -> None:
+        """Lose the connection as a network does: no close frame, the TCP socket just dies."""
+        if self.closed:
+            return
+        self.dropped = True
+        self.close_code = 1006
+        self.ws.transport.abort()
+        self.standin.notify()
+
+    async def expire(self) -> None:
+        """What the service does at the 60-minute limit: session_expired, then close 1001."""
+        if self.closed or self.stalled:
+            return
+        await self.emit_error(rt.SESSION_EXPIRED_MESSAGE, code="session_expired")
+        self.close_code = 1001
+        self.standin.notify()
+        await self.ws.close(1001, rt.SESSION_EXPIRED_MESSAGE)
+
+    async def stall(self) -> None:
+        """Go silent both ways with the socket open: no events, no reads, no pongs."""
+        if self.closed or self.stalled:
+            return
+        self.stalled = True
+        # With the transport paused the library cannot answer pings either: a hung server.
+        self.ws.transport.pause_reading()
+        if self.response is not None and self.response.task is not None:
+            self.response.task.cancel()
+        self.standin.notify()
+
+    # --- client events ------------------------------------------------------------------------
+
+    async def _on_message(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            await self.emit_error("Binary frames are not supported.", code="invalid_request")
+            return
+        try:
+            payload = orjson.loads(message)
+            event_type = payload["type"]
+            if not isinstance(event_type, str):
+                raise TypeError(event_type)
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            await self.emit_error(
+                "We could not parse the JSON body of your request.", code="invalid_json"
+            )
+            return
+        self.received.append(ReceivedEvent(event_type, payload, time.monotonic()))
+        self.standin.notify()
+        handlers = self._handlers()
+        handler = handlers.get(event_type)
+        if handler is None:
+            supported = ", ".join(f"'{name}'" for name in handlers)
+            await self.emit_error(
+                f"Invalid value: '{event_type}'. Supported values are: {supported}.",
+                code="invalid_value",
+                param="type",
+                cause=payload,
+            )
+            return
+        await handler(payload)
+
+    def _handlers(self) -> dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, None]]]:
+        return {
+            "session.update": self._on_session_update,
+            "input_audio_buffer.append": self._on_append,
+            "input_audio_buffer.commit": self._on_commit,
+            "input_audio_buffer.clear": self._on_clear,
+            "conversation.item.create": self._on_item_create,
+            "conversation.item.truncate": self._on_truncate,
+            "response.create": self._on_response_create,
+            "response.cancel": self._on_response_cancel,
+        }
+
+    async def _on_session_update(self, payload: dict[str, Any]) -> None:
+        update = payload.get("session")
+        if not isinstance(update, dict):
+            await self.emit_error(
+                "Missing required parameter: 'session'.",
+                code="missing_required_parameter",
+                param="session",
+                cause=payload,
+            )
+            return
+        if self.protocol == "ga" and update.get("type") != "realtime":
+            # The GA endpoint insists on the session type: a beta-shaped update fails here.
+            await self.emit_error(
+                "Missing required parameter: 'session.type'.",
+                code="missing_required_parameter",
+                param="session.type",
+                cause=payload,
+            )
+            return
+        candidate = rt.deep_merge(self.session, update)
+        problem = rt.format_problem(self.protocol, candidate)
+        input_codec = rt.session_codec(self.protocol, candidate, "input") if not problem else None
+        if self.vad.samples and input_codec is not None and input_codec != self.input_codec:
+            problem = "Cannot update the input audio format after audio has been sent."
+        if problem is not None:
+            await self.emit_error(problem, code="invalid_value", cause=payload)
+            return
+        self.session = candidate
+        await self.emit("session.updated", session=self.session)
+
+    async def _on_append(self, payload: dict[str, Any]) -> None:
+        try:
+            audio = binascii.a2b_base64(payload["audio"], strict_mode=True)
+        except (KeyError, TypeError, ValueError, binascii.Error):
+            await self.emit_error(
+                "Invalid 'audio'. Expected base64-encoded audio bytes.",
+                code="invalid_value",
+                param="audio",
+                cause=payload,
+            )
+            return
+        self.appends += 1
+        self.audio += audio
+        await self._listen(self._decode_input(audio))
+        faults = self.faults
+        if faults is not None and faults.drop_after_appends == self.appends:
+            await self.drop()
+        elif faults is not None and faults.stall_after_appends == self.appends:
+            await self.stall()
+
+    def _decode_input(self, audio: bytes) -> np.ndarray:
+        if self.input_codec == "pcmu":
+            return ulaw_decode(audio)
+        return pcm16_from_bytes(audio[: len(audio) - len(audio) % 2])
+
+    async def _listen(self, pcm: np.ndarray) -> None:
+        """Server VAD: advance the input clock and act on each speech start and stop."""
+        detection = rt.session_turn_detection(self.protocol, self.session)
+        if detection is None:
+            self.vad.samples += pcm.size  # no turn detection: the clock still runs
+            return
+        changes = self.vad.feed(
+            pcm,
+            self.input_rate,
+            threshold=_setting(detection, "threshold", 0.5),
+            prefix_padding_ms=int(_setting(detection, "prefix_padding_ms", 300)),
+            silence_duration_ms=int(_setting(detection, "silence_duration_ms", 500)),
+        )
+        for change in changes:
+            if change.started:
+                await self._speech_started(change.at_ms, detection)
+            else:
+                await self._speech_stopped(change.at_ms, detection)
+
+    async def _speech_started(self, audio_start_ms: int, detection: dict[str, Any]) -> None:
+        self.speech_item_id = rt.new_id("item")
+        await self.emit(
+            "input_audio_buffer.speech_started",
+            audio_start_ms=audio_start_ms,
+            item_id=self.speech_item_id,
+        )
+        if detection.get("interrupt_response", True) and self.response is not None:
+            await self._cancel_response("turn_detected")
+
+    async def _speech_stopped(self, audio_end_ms: int, detection: dict[str, Any]) -> None:
+        item_id = self.speech_item_id or rt.new_id("item")
+        self.speech_item_id = None
+        await self.emit(
+            "input_audio_buffer.speech_stopped", audio_end_ms=audio_end_ms, item_id=item_id
+        )
+        await self._commit(item_id)
+        if detection.get("create_response", True) and self.response is None:
+            self._start_response()
+
+    async def _on_commit(self, payload: dict[str, Any]) -> None:
+        buffered_ms = (self.vad.samples - self.buffer_start_samples) * 1000.0 / self.input_rate
+        if buffered_ms < 100:
+            await self.emit_error(
+                "Error committing input audio buffer: buffer too small. Expected at least "
+                f"100ms of audio, but buffer only has {buffered_ms:.2f}ms of audio.",
+                code="input_audio_buffer_commit_empty",
+                cause=payload,
+            )
+            return
+        await self._commit(self.speech_item_id or rt.new_id("item"))
+
+    async def _on_clear(self, payload: dict[str, Any]) -> None:
+        self.buffer_start_samples = self.vad.samples
+        await self.emit("input_audio_buffer.cleared")
+
+    async def _commit(self, item_id: str) -> None:
+        """Turn the buffered caller audio into a user item, transcribed if the session asks."""
+        audio_ms = (self.vad.samples - self.buffer_start_samples) * 1000.0 / self.input_rate
+        self.buffer_start_samples = self.vad.samples
+        previous, self.last_item_id = self.last_item_id, item_id
+        transcribes = rt.session_transcribes(self.protocol, self.session)
+        transcript = self.standin.caller_line(self.transcriptions) if transcribes else ""
+        self.transcriptions += transcribes
+        self.items[item_id] = Item(item_id, "user", audio_ms=audio_ms, text=transcript)
+        await self.emit("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id)
+        item = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "status": "completed",
+            "role": "user",
+            "content": [{"type": "input_audio", "transcript": None}],
+        }
+        await self._announce_item(item, previous, done=True)
+        if transcribes:
+            await self.emit(
+                "conversation.item.input_audio_transcription.completed",
+                item_id=item_id,
+                content_index=0,
+                transcript=transcript,
+                usage={"type": "duration", "seconds": round(audio_ms / 1000, 3)},
+            )
+
+    async def _on_item_create(self, payload: dict[str, Any]) -> None:
+        item = payload.get("item")
+        if not isinstance(item, dict) or item.get("type") != "message":
+            await self.emit_error(
+                "Missing required parameter: 'item.type'.",
+                code="missing_required_parameter",
+                param="item.type",
+                cause=payload,
+            )
+            return
+        item_id = str(item.get("id") or rt.new_id("item"))
+        parts = [part for part in item.get("content") or [] if isinstance(part, dict)]
+        text = " ".join(str(part.get("text") or part.get("transcript") or "") for part in parts)
+        previous = payload.get("previous_item_id", self.last_item_id)
+        self.items[item_id] = Item(item_id, str(item.get("role", "user")), text=text)
+        self.last_item_id = item_id
+        full = {"object": "realtime.item", "status": "completed", **item, "id": item_id}
+        await self._announce_item(full, previous, done=True)
+
+    async def _on_truncate(self, payload: dict[str, Any]) -> None:
+        self.truncations.append(payload)
+        self.standin.notify()
+        item_id = payload.get("item_id")
+        end_ms = payload.get("audio_end_ms")
+        item = self.items.get(item_id) if isinstance(item_id, str) else None
+        problem = _truncate_problem(item_id, item, end_ms)
+        if problem is not None:
+            message, code, param = problem
+            await self.emit_error(message, code=code, param=param, cause=payload)
+            return
+        assert item is not None and isinstance(end_ms, int)
+        item.audio_ms = float(end_ms)
+        item.text = ""  # the service drops the transcript of a truncated item
+        await self.emit(
+            "conversation.item.truncated",
+            item_id=item_id,
+            content_index=int(payload.get("content_index") or 0),
+            audio_end_ms=end_ms,
+        )
+
+    async def _on_response_create(self, payload: dict[str, Any]) -> None:
+        if self.response is not None:
+            await self.emit_error(
+                "Conversation already has an active response in progress: "
+                f"{self.response.response_id}. Wait until the response is finished before "
+                "creating a new one.",
+                code="conversation_already_has_active_response",
+                cause=payload,
+            )
+            return
+        self._start_response()
+
+    async def _on_response_cancel(self, payload: dict[str, Any]) -> None:
+        if self.response is None:
+            await self.emit_error(
+                "Cancellation failed: no active response found",
+                code="response_cancel_not_active",
+                cause=payload,
+            )
+            return
+        await self._cancel_response("client_cancelled")
+
+    # --- responses ----------------------------------------------------------------------------
+
+    def _start_response(self) -> None:
+        reply = self.standin.reply_for(self.responses)
+        response = ActiveResponse(rt.new_id("resp"), rt.new_id("item"), reply)
+        self.responses += 1
+        self.response = response
+        response.task = asyncio.create_task(self._respond(response))
+
+    async def _cancel_response(self, reason: str) -> None:
+        """Stop the deltas, then wait until the response has reported itself cancelled."""
+        response = self.response
+        if response is None or response.task is None:
+            return
+        response.cancel_reason = reason
+        response.wake.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(response.task)
+
+    async def _respond(self, response: ActiveResponse) -> None:
+        try:
+            await self.emit("response.created", response=self._response_body(response))
+            if not await self._pause(response, self.standin.first_audio_delay_s):
+                await self._stream_audio(response)
+            await self._finish(response)
+        finally:
+            if self.response is response:
+                self.response = None
+            self.standin.notify()
+
+    def _ids(self, response: ActiveResponse) -> dict[str, Any]:
+        return {
+            "response_id": response.response_id,
+            "item_id": response.item_id,
+            "output_index": 0,
+            "content_index": 0,
+        }
+
+    def _assistant_item(self, response: ActiveResponse, status: str) -> dict[str, Any]:
+        content_type = "output_audio" if self.protocol == "ga" else "audio"
+        content = [{"type": content_type, "transcript": response.transcript}]
+        return {
+            "id": response.item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "status": status,
+            "role": "assistant",
+            "content": content if status != "in_progress" else [],
+        }
+
+    async def _stream_audio(self, response: ActiveResponse) -> None:
+        """The output item, then audio and transcript deltas, faster than real time."""
+        response.audio_started = True
+        item = self._assistant_item(response, "in_progress")
+        response.previous_item_id, self.last_item_id = self.last_item_id, response.item_id
+        self.items[response.item_id] = Item(response.item_id, "assistant")
+        await self.emit(
+            "response.output_item.added",
+            response_id=response.response_id,
+            output_index=0,
+            item=item,
+        )
+        await self._announce_item(item, response.previous_item_id, done=False)
+        await self.emit(
+            "response.content_part.added",
+            **self._ids(response),
+            part={"type": "audio", "transcript": ""},
+        )
+        codec = self.output_codec
+        rate = rt.codec_rate(codec)
+        samples = speech(response.reply.seconds, rate=rate, seed=self.index * 1000 + self.responses)
+        chunk = rate * self.standin.chunk_ms // 1000
+        chunks = max(1, math.ceil(samples.size / chunk))
+        words = response.reply.text.split()
+        speed = self.standin.speed
+        interval = self.standin.chunk_ms / 1000.0 / speed if speed > 0 else 0.0
+        start = time.monotonic()
+        for index in range(chunks):
+            piece = samples[index * chunk : (index + 1) * chunk]
+            data = ulaw_encode(piece) if codec == "pcmu" else pcm16_to_bytes(piece)
+            await self.emit(
+                "response.output_audio.delta",
+                **self._ids(response),
+                delta=base64.b64encode(data).decode("ascii"),
+            )
+            response.sent_ms += piece.size * 1000.0 / rate
+            self.items[response.item_id].audio_ms = response.sent_ms
+            await self._say_words(response, words, round(len(words) * (index + 1) / chunks))
+            # Absolute schedule: chunk n+1 leaves at start + (n+1) * interval, jitter or not.
+            if await self._pause(response, start + (index + 1) * interval - time.monotonic()):
+                return
+
+    async def _say_words(self, response: ActiveResponse, words: list[str], upto: int) -> None:
+        said = len(response.transcript.split())
+        if upto <= said:
+            return
+        delta = (" " if said else "") + " ".join(words[said:upto])
+        response.transcript += delta
+        await self.emit(
+            "response.output_audio_transcript.delta", **self._ids(response), delta=delta
+        )
+
+    async def _pause(self, response: ActiveResponse, seconds: float) -> bool:
+        """Sleep up to `seconds`; True if the response was cancelled meanwhile."""
+        if response.cancel_reason is None and seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(response.wake.wait(), seconds)
+        return response.cancel_reason is not None
+
+    async def _finish(self, response: ActiveResponse) -> None:
+        """The closing events; a cancelled response closes the same way, as the service does."""
+        cancelled = response.cancel_reason is not None
+        output: list[dict[str, Any]] = []
+        if response.audio_started:
+            ids = self._ids(response)
+            self.items[response.item_id].text = response.transcript
+            done = self._assistant_item(response, "incomplete" if cancelled else "completed")
+            output.append(done)
+            await self.emit("response.output_audio.done", **ids)
+            await self.emit(
+                "response.output_audio_transcript.done", **ids, transcript=response.transcript
+            )
+            await self.emit(
+                "response.content_part.done",
+                **ids,
+                part={"type": "audio", "transcript": response.transcript},
+            )
+            await self.emit(
+                "response.output_item.done",
+                response_id=response.response_id,
+                output_index=0,
+                item=done,
+            )
+            if self.protocol == "ga":
+                await self.emit(
+                    "conversation.item.done", previous_item_id=response.previous_item_id, item=done
+                )
+        body = self._response_body(response, "cancelled" if cancelled else "completed")
+        body.update(output=output, usage=self._usage(response))
+        if cancelled:
+            body["status_details"] = {"type": "cancelled", "reason": response.cancel_reason}
+        await self.emit("response.done", response=body)
+
+    def _response_body(self, response: ActiveResponse, status: str = "in_progress") -> dict:
+        body: dict[str, Any] = {
+            "object": "realtime.response",
+            "id": response.response_id,
+            "status": status,
+            "status_details": None,
+            "output": [],
+            "usage": None,
+            "metadata": None,
+        }
+        if self.protocol == "beta":
+            body["modalities"] = ["audio", "text"]
+            return body
+        output = self.session["audio"]["output"]
+        body.update(
+            conversation_id=rt.CONVERSATION_ID,
+            output_modalities=["audio"],
+            max_output_tokens="inf",
+            audio={"output": {"format": output["format"], "voice": output.get("voice")}},
+        )
+        return body
+
+    def _usage(self, response: ActiveResponse) -> dict[str, Any]:
+        """The whole conversation is input; what the last response already saw is cached."""
+        items = self.items.values()
+        audio_in = sum(
+            round(item.audio_ms / 1000 * rt.INPUT_AUDIO_TOKENS_PER_S)
+            for item in items
+            if item.item_id != response.item_id
+        )
+        text_in = rt.text_tokens(str(self.session.get("instructions") or "")) + sum(
+            rt.text_tokens(item.text) for item in items if not item.audio_ms
+        )
+        cached = self.previous_input_tokens
+        self.previous_input_tokens = audio_in + text_in
+        return rt.usage(
+            audio_in=audio_in,
+            text_in=text_in,
+            cached=cached,
+            output_ms=response.sent_ms,
+            transcript=response.transcript,
+        )
+
+
+def _setting(detection: dict[str, Any], key: str, default: float) -> float:
+    """A turn-detection number; absent or null means the service's default."""
+    value = detection.get(key)
+    return default if value is None else float(value)
+
+
+def _truncate_problem(
+    item_id: object, item: Item | None, end_ms: object
+) -> tuple[str, str, str | None] | None:
+    """Why the service would refuse this truncation: (message, code, param), or None."""
+    if item is None:
+        return f"Conversation item '{item_id}' not found.", "item_not_found", "item_id"
+    if item.role != "assistant" or not item.audio_ms:
+        return "Only model output audio messages can be truncated", "unsupported_content_type", None
+    if not isinstance(end_ms, int) or isinstance(end_ms, bool) or end_ms < 0:
+        message = "Invalid 'audio_end_ms': expected a non-negative integer."
+        return message, "invalid_value", "audio_end_ms"
+    if end_ms > item.audio_ms:
+        # The service's own words, numbers glued to "ms".
+        message = f"Audio content of {int(item.audio_ms)}ms is already shorter than {end_ms}ms"
+        return message, "invalid_value", "audio_end_ms"
+    return None
+
+
+async def _after(seconds: float, action: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    await asyncio.sleep(seconds)
+    await action()

@@ -1,0 +1,323 @@
+"""A local stand-in for the OpenAI Realtime service, speaking the GA protocol (and the beta one).
+
+It is what `make run` bridges calls to in development without an OPENAI_API_KEY, and the model
+side of the end-to-end tests. It behaves like the service wherever the bridge can tell:
+
+* the handshake needs `Authorization: Bearer <key>` and a `model` query parameter; the header
+  `OpenAI-Beta: realtime=v1` selects the beta protocol, as it does on the real endpoint;
+* caller audio is decoded in the session's input format and fed to an energy server VAD on the
+  model's own input-audio clock (ms of audio appended), which emits speech_started/stopped,
+  commits the turn, transcribes it (when the session asks for transcription) with the next
+  scripted caller line, and starts a response;
+* a response streams scripted speech faster than real time, as the service does, so the bridge
+  must pace playback itself; speech while it streams cancels it (`interrupt_response`);
+* truncating past the end of an item, or cancelling when no response is in progress, fails
+  with the service's wording, so the bridge meets the same benign errors as in production;
+* faults for tests: refused handshakes, immediate closes, dropped sockets, `session_expired`
+  then close 1001, and stalls (no bytes either way, socket left open).
+
+Every client event, every appended audio byte and every truncation is kept per connection.
+
+Run standalone: `python -m realtime.simulator.standin --port 8765`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import http
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from realtime.simulator import protocol as rt
+from realtime.simulator.connection import Faults, ReceivedEvent, StandInConnection
+from realtime.simulator.protocol import Reply
+
+__all__ = [
+    "DEFAULT_CALLER_LINES",
+    "DEFAULT_PORT",
+    "DEFAULT_REPLIES",
+    "Faults",
+    "Handshake",
+    "RealtimeStandIn",
+    "ReceivedEvent",
+    "Reply",
+    "StandInConnection",
+]
+
+DEFAULT_PORT = 8765
+DEFAULT_REPLIES: tuple[Reply, ...] = (
+    Reply("Hello, thanks for calling. How can I help you today?", 2.4),
+    Reply("Sure, I can help with that. Could you tell me a little more about the order?", 3.6),
+    Reply("Thanks, I have found it. It left our warehouse yesterday and arrives on Friday.", 3.2),
+    Reply("Of course. Is there anything else I can do for you?", 2.2),
+)
+DEFAULT_CALLER_LINES: tuple[str, ...] = (
+    "Hi, I would like to check on my order.",
+    "It was placed last Tuesday, order number four two seven.",
+    "Sorry, one more thing: can I change the delivery address?",
+    "No, that is all. Thank you.",
+)
+
+
+@dataclass(frozen=True)
+class Handshake:
+    """One opening handshake as the stand-in saw it, and the HTTP status it answered."""
+
+    path: str
+    headers: dict[str, str]
+    status: int
+    at: float
+
+
+class RealtimeStandIn:
+    """The stand-in server: `async with RealtimeStandIn() as standin:`, then `standin.url`.
+
+    Each connection (session) answers with `replies` in turn and transcribes caller turns as
+    `caller_lines` in turn, both cycling and both starting over on a new connection. `speed` is
+    how many times faster than real time replies stream (0: no pauses at all). `faults` may be
+    replaced at any time and applies to the following handshakes.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        replies: Sequence[Reply] = DEFAULT_REPLIES,
+        caller_lines: Sequence[str] = DEFAULT_CALLER_LINES,
+        speed: float = 4.0,
+        chunk_ms: int = 100,
+        first_audio_delay_s: float = 0.1,
+        vad_start_ms: int = 100,
+        faults: Faults | None = None,
+    ) -> None:
+        if not replies or not caller_lines:
+            raise ValueError("replies and caller_lines must not be empty")
+        self.host = host
+        self.requested_port = port
+        self.replies = tuple(replies)
+        self.caller_lines = tuple(caller_lines)
+        self.speed = speed
+        self.chunk_ms = chunk_ms
+        self.first_audio_delay_s = first_audio_delay_s
+        self.vad_start_ms = vad_start_ms
+        self.faults = faults or Faults()
+        self.connections: list[StandInConnection] = []
+        self.handshakes: list[Handshake] = []
+        self._server: Server | None = None
+        self._changed = asyncio.Event()
+        # The handshake attempt number of each accepted connection, set in process_request.
+        self._attempts: dict[ServerConnection, int] = {}
+
+    # --- scripted content ---------------------------------------------------------------------
+
+    def reply_for(self, number: int) -> Reply:
+        return self.replies[number % len(self.replies)]
+
+    def caller_line(self, number: int) -> str:
+        return self.caller_lines[number % len(self.caller_lines)]
+
+    # --- observation --------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the stand-in is not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}{rt.REALTIME_PATH}"
+
+    @property
+    def connection_count(self) -> int:
+        return len(self.connections)
+
+    @property
+    def truncations(self) -> list[dict[str, Any]]:
+        return [t for connection in self.connections for t in connection.truncations]
+
+    def open_connections(self) -> list[StandInConnection]:
+        return [c for c in self.connections if not c.closed]
+
+    def notify(self) -> None:
+        """Wake whoever waits in wait_until: something was observed."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_until(self, predicate: Callable[[], bool], deadline_s: float = 10.0) -> None:
+        """Wait until `predicate()` holds, re-checked whenever something is observed."""
+        async with asyncio.timeout(deadline_s):
+            while not predicate():
+                changed = self._changed
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), 0.05)
+
+    async def wait_for_connection(
+        self, count: int = 1, deadline_s: float = 10.0
+    ) -> StandInConnection:
+        """The `count`-th accepted connection, once it exists."""
+        await self.wait_until(lambda: len(self.connections) >= count, deadline_s)
+        return self.connections[count - 1]
+
+    # --- live faults --------------------------------------------------------------------------
+
+    async def expire_sessions(self) -> None:
+        for connection in self.open_connections():
+            await connection.expire()
+
+    async def drop_connections(self) -> None:
+        for connection in self.open_connections():
+            await connection.drop()
+
+    async def stall_connections(self) -> None:
+        for connection in self.open_connections():
+            await connection.stall()
+
+    # --- server -------------------------------------------------------------------------------
+
+    async def start(self) -> RealtimeStandIn:
+        # No server pings: a stalled connection must look hung, and keepalive is the client's.
+        self._server = await serve(
+            self._handle,
+            self.host,
+            self.requested_port,
+            process_request=self._check_handshake,
+            ping_interval=None,
+            max_size=2**24,
+        )
+        return self
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        for connection in self.connections:
+            if connection.stalled and connection.ws.transport is not None:
+                connection.ws.transport.abort()  # a paused transport never finishes closing
+        server.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), 5.0)
+
+    async def __aenter__(self) -> RealtimeStandIn:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    def _check_handshake(self, connection: ServerConnection, request: Request) -> Response | None:
+        attempt = len(self.handshakes)
+        faults = self.faults if self.faults.applies_to(attempt) else None
+        headers = {k.lower(): v for k, v in request.headers.raw_items()}
+        parts = urlsplit(request.path)
+        model = (parse_qs(parts.query).get("model") or [""])[0]
+        bearer = headers.get("authorization", "").removeprefix("Bearer ").strip()
+        rejection: tuple[http.HTTPStatus, str, str | None] | None = None
+        if parts.path != rt.REALTIME_PATH:
+            rejection = (http.HTTPStatus.NOT_FOUND, f"Invalid URL (GET {parts.path})", None)
+        elif not headers.get("authorization", "").startswith("Bearer ") or not bearer:
+            rejection = (
+                http.HTTPStatus.UNAUTHORIZED,
+                "You didn't provide an API key. You need to provide your API key in an "
+                "Authorization header using Bearer auth (i.e. Authorization: Bearer "
+                "YOUR_KEY).",
+                None,
+            )
+        elif not model:
+            rejection = (
+                http.HTTPStatus.BAD_REQUEST,
+                "Missing required parameter: 'model'.",
+                "missing_required_parameter",
+            )
+        elif faults is not None and faults.refuse == "handshake":
+            rejection = (
+                http.HTTPStatus.SERVICE_UNAVAILABLE,
+                "The server is overloaded (stand-in fault).",
+                None,
+            )
+        self.handshakes.append(
+            Handshake(request.path, headers, rejection[0] if rejection else 101, time.monotonic())
+        )
+        self.notify()
+        if rejection is None:
+            self._attempts[connection] = attempt
+            return None
+        return _json_response(connection, *rejection)
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        attempt = self._attempts.pop(ws)
+        faults = self.faults if self.faults.applies_to(attempt) else None
+        request = ws.request
+        assert request is not None
+        beta = request.headers.get("OpenAI-Beta", "").strip() == "realtime=v1"
+        model = (parse_qs(urlsplit(request.path).query).get("model") or [""])[0]
+        connection = StandInConnection(
+            self,
+            ws,
+            index=len(self.connections),
+            protocol="beta" if beta else "ga",
+            model=model,
+            faults=faults,
+        )
+        self.connections.append(connection)
+        self.notify()
+        if faults is not None and faults.refuse == "close":
+            connection.close_code = 1011
+            await ws.close(1011, "stand-in fault: closing at once")
+            self.notify()
+            return
+        await connection.run()
+
+
+def _json_response(
+    connection: ServerConnection, status: http.HTTPStatus, message: str, code: str | None
+) -> Response:
+    """An HTTP error answer to the handshake, with the JSON error body the API uses."""
+    error = {"message": message, "type": "invalid_request_error", "code": code, "param": None}
+    response = connection.respond(status, orjson.dumps({"error": error}).decode())
+    del response.headers["Content-Type"]
+    response.headers["Content-Type"] = "application/json"
+    return response
+
+
+async def serve_forever(host: str, port: int, speed: float) -> None:
+    """Run a stand-in until SIGINT or SIGTERM (what `make run` starts in development)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with RealtimeStandIn(host=host, port=port, speed=speed) as standin:
+        print(
+            f"realtime stand-in listening on {standin.url} (scripted replies, not OpenAI)",
+            flush=True,
+        )
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Local stand-in for the OpenAI Realtime API.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=4.0,
+        help="how many times faster than real time replies stream",
+    )
+    args = parser.parse_args(argv)
+    asyncio.run(serve_forever(args.host, args.port, args.speed))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

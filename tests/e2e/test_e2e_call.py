@@ -1,0 +1,92 @@
+"""A whole call through the product: webhook, media stream, model, barge-in, persistence."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+import soundfile as sf
+from e2e_support import call_rows, finished_call
+
+from realtime.simulator.script import standard_call
+
+pytestmark = pytest.mark.slow
+
+
+def _model_deltas(standin) -> list[tuple[str, bytes]]:
+    """Every audio delta the stand-in streamed, in order, as (item_id, audio)."""
+    return [
+        (event["item_id"], base64.b64decode(event["delta"]))
+        for connection in standin.connections
+        for event in connection.sent_of("response.output_audio.delta")
+    ]
+
+
+def _heard_of_item(deltas: list[tuple[str, bytes]], item_id: str, played_bytes: int) -> float:
+    """Twilio plays in order: what was played past the item's first byte, in ms (8 B/ms)."""
+    before = 0
+    for delta_item, audio in deltas:
+        if delta_item == item_id:
+            break
+        before += len(audio)
+    item_bytes = sum(len(audio) for delta_item, audio in deltas if delta_item == item_id)
+    return min(max(0, played_bytes - before), item_bytes) / 8
+
+
+def test_call_with_two_turns_and_a_barge_in(live_bridge) -> None:
+    run = live_bridge.place_call(standard_call())
+    caller, standin, report = run.caller, run.standin, run.report
+    assert report.script_error is None, report
+    assert report.protocol_errors == []
+
+    # Twilio side: the model's audio reached the caller byte for byte, with marks, one clear.
+    deltas = _model_deltas(standin)
+    assert caller.agent_audio == b"".join(audio for _, audio in deltas)
+    media_messages = [m for _, m in caller.received if m.get("event") == "media"]
+    assert len(caller.marks_received) == len(media_messages) > 0
+    assert len(caller.clears_ms) == 1
+
+    # Model side: the caller's audio reached the model byte for byte; one truncate.
+    [connection] = standin.connections
+    assert bytes(connection.audio) == bytes(caller.sent_audio)
+    [truncate] = connection.received_of("conversation.item.truncate")
+    [played_at_clear] = caller.played_bytes_at_clear
+    heard_ms = _heard_of_item(deltas, truncate.payload["item_id"], played_at_clear)
+    assert abs(truncate.payload["audio_end_ms"] - heard_ms) <= 100, (truncate.payload, heard_ms)
+
+    call = finished_call(report.call_id)
+    rows = call_rows(call)
+    # Transcripts, in spoken order, from both speakers; the cut reply is marked.
+    speakers = [line.speaker for line in rows.transcripts]
+    assert speakers == ["caller", "agent", "caller", "agent", "caller", "agent"]
+    assert [line.interrupted for line in rows.transcripts] == [
+        False,
+        False,
+        False,
+        True,
+        False,
+        False,
+    ]
+    cut = rows.transcripts[3]
+    assert abs((cut.end_ms - cut.start_ms) - heard_ms) <= 100
+
+    # A stereo 16 kHz recording as long as the call.
+    info = sf.info(rows.recording_path)
+    assert (info.channels, info.samplerate, info.subtype) == (2, 16000, "PCM_16")
+    stream_seconds = report.frames_sent * 0.020
+    assert abs(info.duration - stream_seconds) <= 0.25, (info, stream_seconds)
+    assert rows.recording.duration_s == pytest.approx(info.duration, abs=0.01)
+
+    # Analytics: one interruption, latency measured, usage counted.
+    analytics = rows.analytics
+    assert analytics.interruptions == 1
+    assert analytics.latency_ms_avg is not None and analytics.latency_ms_avg > 0
+    assert analytics.turns >= 3
+    assert analytics.output_audio_tokens > 0
+    assert analytics.estimated_cost_usd > 0
+    assert analytics.caller_talk_s > 2 and analytics.agent_talk_s > 1
+    assert analytics.sentiment_label in ("positive", "neutral", "negative")
+
+    assert call.status == "completed"
+    assert call.stream_sid == caller.stream_sid
+    assert call.end_reason == "caller hung up"
