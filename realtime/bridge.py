@@ -279,6 +279,8 @@ class CallBridge:
         with contextlib.suppress(ValueError):
             item.confirmed_ms = float(played)
             item.confirmed_at_ms = self.now_ms()
+        if item.confirmed_ms >= item.sent_ms and not self._response_in_progress:
+            self._write_agent_line(item)  # the caller heard it to the end
 
     async def _on_dtmf(self, digit: str) -> None:
         now = self.now_ms()
@@ -425,6 +427,8 @@ class CallBridge:
             item = AgentItem(event.item_id, play_start_ms=now, interrupted=True, heard_ms=0.0)
             self._items[event.item_id] = item
         item.transcript = event.text.strip()
+        # Into the replayable context now; the line itself waits until playback settles it.
+        self._context.append(m.ContextItem(role="assistant", text=item.transcript))
         if item.interrupted:
             self._write_agent_line(item)
 
@@ -462,8 +466,8 @@ class CallBridge:
                 interrupted=interrupted,
             )
         )
-        role = "user" if speaker == "caller" else "assistant"
-        self._context.append(m.ContextItem(role=role, text=text))
+        if speaker == "caller":
+            self._context.append(m.ContextItem(role="user", text=text))
 
     def _write_agent_line(self, item: AgentItem) -> None:
         if item.written or not item.transcript:

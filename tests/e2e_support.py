@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from realtime.simulator.caller import CallReport, SimulatedTwilioCaller
+from realtime.simulator.caller import CallReport, HangUp, SimulatedTwilioCaller
 from realtime.simulator.standin import RealtimeStandIn
 
 AUTH_TOKEN = "0123456789abcdef0123456789abcdef"
 PUBLIC_BASE_URL = "https://bridge.example.test"
+T = TypeVar("T")
 
 
 @dataclass
@@ -30,30 +31,44 @@ class LiveBridge:
     settings: Any
     storage_root: Path
 
-    def place_call(
+    def run(
         self,
-        script: list,
+        scenario: Callable[[RealtimeStandIn, SimulatedTwilioCaller], Awaitable[T]],
         *,
         standin: dict[str, Any] | None = None,
-        during: Callable[[RealtimeStandIn, SimulatedTwilioCaller], Any] | None = None,
-        hang_up: str = "stop",
-        max_seconds: float = 60.0,
-    ) -> CallRun:
-        """One call through the whole product; `during` runs beside it (fault injection)."""
+    ) -> T:
+        """Run `scenario(stand-in, caller)` with a fresh stand-in the server is pointed at."""
 
-        async def scenario() -> CallRun:
+        async def main() -> T:
             async with RealtimeStandIn(**(standin or {})) as model:
                 self.settings.OPENAI_REALTIME_URL = model.url
                 caller = SimulatedTwilioCaller(
                     self.url, auth_token=AUTH_TOKEN, public_base_url=PUBLIC_BASE_URL
                 )
-                side = asyncio.create_task(during(model, caller)) if during else None
-                report = await caller.call(script, hang_up=hang_up, max_seconds=max_seconds)
-                if side is not None:
-                    await side
-                return CallRun(report=report, caller=caller, standin=model)
+                async with asyncio.timeout(90):
+                    return await scenario(model, caller)
 
-        return asyncio.run(scenario())
+        return asyncio.run(main())
+
+    def place_call(
+        self,
+        script: list,
+        *,
+        standin: dict[str, Any] | None = None,
+        during: Callable[[RealtimeStandIn, SimulatedTwilioCaller], Awaitable[None]] | None = None,
+        hang_up: HangUp = "stop",
+        max_seconds: float = 60.0,
+    ) -> CallRun:
+        """One call through the whole product; `during` runs beside it (fault injection)."""
+
+        async def scenario(model: RealtimeStandIn, caller: SimulatedTwilioCaller) -> CallRun:
+            side = asyncio.create_task(during(model, caller)) if during else None
+            report = await caller.call(script, hang_up=hang_up, max_seconds=max_seconds)
+            if side is not None:
+                await side
+            return CallRun(report=report, caller=caller, standin=model)
+
+        return self.run(scenario, standin=standin)
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float = 20.0, what: str = "") -> Any:

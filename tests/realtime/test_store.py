@@ -8,18 +8,14 @@ timeout is short, so its writes fail and are retried rather than merely waiting.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
 import time
-from collections.abc import Iterator
 
 import pytest
-from django.db import connection, connections
+from db_faults import database_locked, short_lock_timeout
 from django.utils import timezone
 
 from calls.models import Analytics, Transcript
 from calls.services import CallOutcome, TranscriptLine
-from realtime import store as store_module
 from realtime.store import CallStore
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,47 +25,6 @@ def _line(n: int) -> TranscriptLine:
     return TranscriptLine(
         sequence=n, speaker="caller", text=f"line {n}", start_ms=n * 100, end_ms=n * 100 + 50
     )
-
-
-@contextlib.contextmanager
-def short_lock_timeout() -> Iterator[None]:
-    """Make the writer fail fast on a held lock instead of waiting it out."""
-    options = connections.settings["default"].setdefault("OPTIONS", {})
-    saved = dict(options)
-    if connection.vendor == "sqlite":
-        options["timeout"] = 0.2
-    else:
-        options["options"] = "-c lock_timeout=200"
-    store_module.writer_connections_close()
-    try:
-        yield
-    finally:
-        options.clear()
-        options.update(saved)
-        store_module.writer_connections_close()
-
-
-@contextlib.contextmanager
-def database_locked() -> Iterator[None]:
-    if connection.vendor == "sqlite":
-        other = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
-        other.execute("BEGIN EXCLUSIVE")
-        try:
-            yield
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
-    else:
-        import psycopg
-
-        params = connection.get_connection_params()
-        with psycopg.connect(
-            host=params.get("host"), port=params.get("port"), user=params.get("user"),
-            dbname=params["dbname"], autocommit=False,
-        ) as other:  # fmt: skip
-            other.execute("LOCK TABLE calls_transcript, calls_analytics IN ACCESS EXCLUSIVE MODE")
-            yield
-            other.rollback()
 
 
 def _wait_until(predicate, timeout_s: float) -> bool:

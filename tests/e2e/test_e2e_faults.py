@@ -1,0 +1,173 @@
+"""The bridge under faults from each side, over real sockets: who gets in, what survives."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+from db_faults import database_locked, short_lock_timeout
+from e2e_support import call_rows, finished_call, wait_for
+
+from realtime.simulator.caller import CallEnded
+from realtime.simulator.connection import Faults
+from realtime.simulator.script import AwaitAgentPlayed, Raw, Silence, Speak, standard_call
+
+pytestmark = pytest.mark.slow
+
+POLICY_VIOLATION = 1008
+
+
+async def _connect_and_wait_for_close(caller) -> int | None:
+    """Open the stream (the server may close it before `start` is even sent)."""
+    with contextlib.suppress(CallEnded):
+        await caller.connect_stream()
+    await asyncio.wait_for(caller._closed.wait(), 15)
+    return caller.close_code
+
+
+def test_bad_stream_token_is_closed_with_1008(live_bridge) -> None:
+    async def scenario(model, caller):
+        await caller.place_call()
+        caller.stream.parameters["token"] = "9999999999.forged"
+        return await _connect_and_wait_for_close(caller)
+
+    assert live_bridge.run(scenario) == POLICY_VIOLATION
+
+
+def test_stream_token_of_another_call_is_refused(live_bridge) -> None:
+    async def scenario(model, caller):
+        await caller.place_call()
+        caller.call_sid = "CA" + "0" * 32  # a token signed for one CallSid, used by another
+        return await _connect_and_wait_for_close(caller)
+
+    assert live_bridge.run(scenario) == POLICY_VIOLATION
+
+
+def test_bad_upgrade_signature_is_closed_with_1008(live_bridge) -> None:
+    async def scenario(model, caller):
+        await caller.place_call()
+        caller.auth_token = "f" * 32  # signs the upgrade with the wrong token
+        return await _connect_and_wait_for_close(caller), model.connection_count
+
+    code, model_connections = live_bridge.run(scenario)
+    assert code == POLICY_VIOLATION
+    assert model_connections == 0  # nothing reached the model
+
+
+def test_malformed_frames_are_counted_and_the_call_goes_on(live_bridge) -> None:
+    script = [
+        Silence(0.3),
+        Raw("not json at all"),
+        Raw(b"\x00\x01 binary"),
+        Raw('{"event": "media", "media": {"payload": "!!!not base64", "timestamp": "10"}}'),
+        Raw('{"event": "media", "media": {"payload": 42}}'),
+        Speak(1.5, seed=1),
+        AwaitAgentPlayed(),
+        Silence(0.3),
+    ]
+    run = live_bridge.place_call(script)
+    assert run.report.script_error is None
+    assert run.report.played_s > 0.5  # the agent was heard after the garbage
+    call = finished_call(run.report.call_id)
+    rows = call_rows(call)
+    assert rows.analytics.frames_malformed == 4
+    assert [line.speaker for line in rows.transcripts] == ["caller", "agent"]
+    assert call.end_reason == "caller hung up"
+
+
+def test_model_drop_mid_call_reconnects_replays_context_and_continues(live_bridge) -> None:
+    script = [
+        Silence(0.3),
+        Speak(1.5, seed=1),
+        AwaitAgentPlayed(quiet_s=1.5),  # the drop happens in this pause
+        Speak(1.5, seed=2),
+        AwaitAgentPlayed(),
+        Silence(0.3),
+    ]
+
+    async def drop_after_first_reply(model, caller) -> None:
+        await model.wait_until(
+            lambda: bool(caller.played) and len(caller.played) == len(caller.agent_audio), 20
+        )
+        await model.drop_connections()
+
+    run = live_bridge.place_call(script, during=drop_after_first_reply)
+    assert run.report.script_error is None
+    first, second = run.standin.connections
+    assert first.dropped
+    replayed = [
+        event.payload["item"]["content"][0]
+        for event in second.received_of("conversation.item.create")
+    ]
+    assert [part["text"] for part in replayed] == [
+        run.standin.caller_line(0),
+        run.standin.reply_for(0).text,
+    ]
+    assert second.sent_of("response.output_audio.delta")  # the call went on with the new session
+    call = finished_call(run.report.call_id)
+    rows = call_rows(call)
+    assert rows.analytics.reconnects == 1
+    assert [line.speaker for line in rows.transcripts] == ["caller", "agent", "caller", "agent"]
+
+
+def test_model_unreachable_ends_the_call_cleanly_with_its_reason(live_bridge) -> None:
+    run = live_bridge.place_call(
+        [Silence(20)], standin={"faults": Faults(refuse="handshake")}, max_seconds=30
+    )
+    # The bridge closed the stream itself, so Twilio would play the fallback TwiML.
+    assert run.report.ended_by == "server"
+    assert run.report.close_code == 1000
+    assert run.standin.connection_count == 0
+    assert len(run.standin.handshakes) == 1 + live_bridge.settings.REALTIME_MAX_RECONNECTS
+    call = finished_call(run.report.call_id)
+    assert call.end_reason.startswith("model unavailable")
+    assert call.status == "completed"
+
+
+def test_database_outage_mid_call_loses_no_transcript_line(live_bridge) -> None:
+    script = [
+        Silence(0.3),
+        Speak(1.5, seed=1),
+        AwaitAgentPlayed(),
+        Speak(1.5, seed=2),
+        AwaitAgentPlayed(),
+        Silence(0.3),
+    ]
+
+    async def outage_during_the_call(model, caller) -> None:
+        await model.wait_until(lambda: bool(caller.agent_arrivals), 20)
+        with database_locked():
+            await asyncio.sleep(4.0)  # the second turn happens while writes fail
+
+    with short_lock_timeout():
+        run = live_bridge.place_call(script, during=outage_during_the_call)
+        assert run.report.script_error is None
+        assert run.report.played_s > 2  # both replies heard: audio flowed through the outage
+        call = finished_call(run.report.call_id, timeout_s=30)
+    rows = call_rows(call)
+    assert [line.speaker for line in rows.transcripts] == ["caller", "agent", "caller", "agent"]
+    assert rows.recording is not None
+
+
+@pytest.mark.parametrize("how", ["close", "abort"])
+def test_hang_up_without_stop_still_finalizes(live_bridge, how: str) -> None:
+    run = live_bridge.place_call(standard_call(barge_in=False)[:3], hang_up=how)
+    call = finished_call(run.report.call_id)
+    rows = call_rows(call)
+    assert call.end_reason == "media stream closed without stop"
+    assert rows.recording is not None and rows.recording.duration_s > 1.5
+    assert [line.speaker for line in rows.transcripts] == ["caller", "agent"]
+
+
+def test_dtmf_is_recorded_and_forwarded_to_the_model(live_bridge) -> None:
+    from realtime.simulator.script import Dtmf
+
+    run = live_bridge.place_call([Silence(0.3), Dtmf("7"), AwaitAgentPlayed(), Silence(0.3)])
+    texts = [
+        event.payload["item"]["content"][0]["text"]
+        for event in run.standin.connections[0].received_of("conversation.item.create")
+    ]
+    assert texts == ["The caller pressed 7 on the keypad."]
+    call = finished_call(run.report.call_id)
+    assert wait_for(lambda: call.transcripts.filter(text="[DTMF 7]").exists(), 5)
