@@ -90,3 +90,21 @@ def test_call_with_two_turns_and_a_barge_in(live_bridge) -> None:
     assert call.status == "completed"
     assert call.stream_sid == caller.stream_sid
     assert call.end_reason == "caller hung up"
+
+
+@pytest.mark.parametrize(
+    ("protocol", "audio_format"),
+    [("ga", "audio/pcm"), ("beta", "audio/pcmu"), ("beta", "audio/pcm")],
+)
+def test_other_protocols_and_formats_carry_a_call(live_bridge, protocol, audio_format) -> None:
+    live_bridge.settings.REALTIME_PROTOCOL = protocol
+    live_bridge.settings.REALTIME_AUDIO_FORMAT = audio_format
+    run = live_bridge.place_call(standard_call(barge_in=False))
+    assert run.report.script_error is None
+    assert run.report.played_s > 2
+    [connection] = run.standin.connections
+    assert connection.protocol == protocol
+    call = finished_call(run.report.call_id)
+    rows = call_rows(call)
+    assert [line.speaker for line in rows.transcripts] == ["caller", "agent", "caller", "agent"]
+    assert sf.info(rows.recording_path).channels == 2
