@@ -143,6 +143,39 @@ if CONFIG.is_production:
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Token first: an anonymous request then gets 401 with `WWW-Authenticate: Token`; the
+    # session serves the admin's own pages (with CSRF checks on writes).
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["calls.api.permissions.CallPermission"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # Per user: every endpoint refuses anonymous requests before throttles are consulted, so
+    # an anonymous rate would never apply. Counted in the default cache (per process unless
+    # CACHES names a shared one).
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"user": os.environ.get("API_THROTTLE_USER", "1200/min")},
+    "EXCEPTION_HANDLER": "calls.api.exceptions.api_exception_handler",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Voice bridge API",
+    "DESCRIPTION": (
+        "Calls bridged between Twilio and OpenAI Realtime: history, transcripts, recordings, "
+        "notes, analytics and a live status feed. Authenticate with `Authorization: Token "
+        "<key>` (or the admin's session); reading needs calls.view_call, notes "
+        "calls.change_call. Errors are `{\"error\": {\"code\", \"message\", \"details\"}}`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["calls.api.permissions.CallPermission"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "calls.api.schema.status_feed_path",
+    ],
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- The bridge -------------------------------------------------------------------------------

@@ -13,4 +13,5 @@ urlpatterns = [
     path("health", health, name="health"),
     path("admin/", admin.site.urls),
     path("twilio/", include("telephony.urls")),
+    path("api/", include("calls.api.urls")),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -83,6 +84,36 @@ class Call(models.Model):
 
     def __str__(self) -> str:
         return f"{self.caller or 'unknown'} -> {self.agent or 'unknown'} ({self.call_sid})"
+
+
+# One note appended through the API; long enough for a paragraph, short enough to stay a note.
+NOTE_MAX_CHARS = 4000
+
+
+class CallNote(models.Model):
+    """One appended note: who wrote what, and when.
+
+    `Call.notes` stays the single document staff read and the admin edits freely; appending a
+    note adds a dated, signed paragraph to it and keeps this row as the record of authorship,
+    which survives later edits of the text.
+    """
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="note_entries")
+    # A note outlives its author's account: the rendered text keeps the name.
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    text = models.TextField(max_length=NOTE_MAX_CHARS)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["call", "created_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(text=""), name="call_note_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"note on {self.call_id} by {self.author_id or 'unknown'}"
 
 
 class Recording(models.Model):

@@ -11,8 +11,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -20,14 +21,19 @@ from django.utils import timezone
 
 from calls.models import (
     ACTIVE_STATUSES,
+    NOTE_MAX_CHARS,
     TERMINAL_STATUSES,
     Analytics,
     Call,
     CallMetadata,
+    CallNote,
     CallStatus,
     Recording,
     Transcript,
 )
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
 
 # Twilio's webhook fields that map onto CallMetadata columns.
 _METADATA_FIELDS = {
@@ -242,4 +248,31 @@ def call_finalize(*, call_id: str, outcome: CallOutcome) -> Call:
         if stored_name:
             default_storage.delete(stored_name)
         raise
+    return call
+
+
+def _note_render(*, note: CallNote, author_name: str) -> str:
+    """The paragraph a note adds to `Call.notes`: stamped in the server's time zone."""
+    stamp = timezone.localtime(note.created_at).strftime("%Y-%m-%d %H:%M %Z")
+    return f"[{stamp}] {author_name or 'unknown'}: {note.text}"
+
+
+def call_note_add(*, call_id: str, author: AbstractBaseUser | None, text: str) -> Call:
+    """Append a note: a signed, dated paragraph at the end of `Call.notes` plus its CallNote row.
+
+    The call row is locked while its text is extended, so two notes added at once both land.
+    An admin form opened before the append and saved after it replaces the text, as any admin
+    edit does; the CallNote rows keep the record of every note either way.
+    """
+    text = text.strip()
+    if not text:
+        raise ValidationError("A note cannot be empty.", code="blank")
+    if len(text) > NOTE_MAX_CHARS:
+        raise ValidationError(f"A note has at most {NOTE_MAX_CHARS} characters.", code="max_length")
+    with transaction.atomic():
+        call = Call.objects.select_for_update().get(pk=call_id)
+        note = CallNote.objects.create(call=call, author=author, text=text)
+        paragraph = _note_render(note=note, author_name=author.get_username() if author else "")
+        call.notes = f"{call.notes.rstrip()}\n\n{paragraph}" if call.notes.strip() else paragraph
+        call.save(update_fields=["notes", "updated_at"])
     return call

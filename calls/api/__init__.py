@@ -1,0 +1,1 @@
+"""The REST API under /api/: calls, recordings, notes, analytics, the live status feed."""

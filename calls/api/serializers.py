@@ -1,0 +1,311 @@
+"""Serializers: field names as in the schema (calls/models.py); no queries of their own."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from urllib.parse import urlencode
+
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.reverse import reverse
+
+from calls import selectors
+from calls.api.filters import INVALID_PERIOD_BOUND, PERIOD_BOUND_HELP, parse_period_bound
+from calls.models import (
+    NOTE_MAX_CHARS,
+    Analytics,
+    Call,
+    CallMetadata,
+    CallNote,
+    Recording,
+    Transcript,
+)
+
+# --- errors (for the schema; the body is built in calls.api.exceptions) ---------------------
+
+
+class ErrorBodySerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable, machine-readable: invalid, not_found, ...")
+    message = serializers.CharField(help_text="For people.")
+    details = serializers.JSONField(
+        allow_null=True, help_text="Per-field messages for invalid input; otherwise mostly null."
+    )
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorBodySerializer()
+
+
+# --- calls ----------------------------------------------------------------------------------
+
+
+class AnalyticsSummarySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Analytics
+        fields = (
+            "sentiment_label",
+            "sentiment_score",
+            "turns",
+            "interruptions",
+            "latency_ms_avg",
+            "estimated_cost_usd",
+        )
+
+
+class AnalyticsSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Analytics
+        exclude = ("id", "call")
+
+
+class CallMetadataSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CallMetadata
+        exclude = ("id", "call")
+
+
+class TranscriptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Transcript
+        fields = (
+            "sequence",
+            "speaker",
+            "text",
+            "confidence",
+            "start_ms",
+            "end_ms",
+            "interrupted",
+        )
+
+
+class RecordingSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField(help_text="Streams the file (Range requests work).")
+    download_url = serializers.SerializerMethodField(help_text="The same, as an attachment.")
+
+    class Meta:
+        model = Recording
+        fields = (
+            "id",
+            "format",
+            "codec",
+            "sample_rate",
+            "channels",
+            "duration_s",
+            "size_bytes",
+            "created_at",
+            "url",
+            "download_url",
+        )
+
+    def _url(self, recording: Recording, **params: str) -> str:
+        base = reverse(
+            "api:call-recording",
+            kwargs={"pk": recording.call_id},
+            request=self.context.get("request"),
+        )
+        return f"{base}?{urlencode({'recording': str(recording.pk), **params})}"
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_url(self, recording: Recording) -> str:
+        return self._url(recording)
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_download_url(self, recording: Recording) -> str:
+        return self._url(recording, download="true")
+
+
+class CallNoteSerializer(serializers.ModelSerializer):
+    author = serializers.CharField(source="author.get_username", allow_null=True, read_only=True)
+
+    class Meta:
+        model = CallNote
+        fields = ("id", "author", "text", "created_at")
+
+
+CALL_FIELDS = (
+    "id",
+    "url",
+    "call_sid",
+    "stream_sid",
+    "account_sid",
+    "caller",
+    "agent",
+    "direction",
+    "status",
+    "started_at",
+    "answered_at",
+    "ended_at",
+    "duration_s",
+    "end_reason",
+    "notes",
+    "created_at",
+    "updated_at",
+)
+
+
+class CallListSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="api:call-detail")
+    has_recording = serializers.BooleanField(read_only=True)
+    analytics = AnalyticsSummarySerializer(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Call
+        fields = (*CALL_FIELDS, "has_recording", "analytics")
+
+
+class CallDetailSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="api:call-detail")
+    transcripts = TranscriptSerializer(many=True, read_only=True)
+    recordings = RecordingSerializer(many=True, read_only=True)
+    analytics = AnalyticsSerializer(read_only=True, allow_null=True)
+    metadata = CallMetadataSerializer(read_only=True, allow_null=True)
+    note_entries = CallNoteSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Call
+        fields = (
+            *CALL_FIELDS,
+            "transcripts",
+            "recordings",
+            "analytics",
+            "metadata",
+            "note_entries",
+        )
+
+
+class RecordingQuerySerializer(serializers.Serializer):
+    recording = serializers.UUIDField(
+        required=False, help_text="Which recording (default: the call's newest)."
+    )
+    download = serializers.BooleanField(
+        default=False, help_text="true: Content-Disposition: attachment, with a file name."
+    )
+
+
+# --- notes ----------------------------------------------------------------------------------
+
+
+class NoteCreateSerializer(serializers.Serializer):
+    notes = serializers.CharField(
+        max_length=NOTE_MAX_CHARS,
+        help_text="The note to append; it is stamped with its author and time.",
+    )
+
+
+class CallNotesSerializer(serializers.ModelSerializer):
+    notes = serializers.CharField(
+        read_only=True, help_text="Every note, as the admin shows and edits them."
+    )
+    note_entries = CallNoteSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Call
+        fields = ("id", "notes", "note_entries")
+
+
+# --- analytics ------------------------------------------------------------------------------
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class PeriodBoundSerializerField(serializers.Field):
+    default_error_messages = {"invalid": INVALID_PERIOD_BOUND}
+
+    def __init__(self, *, end: bool, **kwargs: Any) -> None:
+        self.end = end
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> dt.datetime:
+        try:
+            return parse_period_bound(str(data), end=self.end)
+        except ValueError:
+            self.fail("invalid")
+
+    def to_representation(self, value: dt.datetime) -> str:
+        return timezone.localtime(value).isoformat()
+
+
+# The period when none is given: the week up to now.
+DEFAULT_PERIOD = dt.timedelta(days=7)
+
+
+class AnalyticsQuerySerializer(serializers.Serializer):
+    # The parameter names are the API's (camelCase), so are the attributes.
+    startDate = PeriodBoundSerializerField(
+        end=False, required=False, help_text=f"{PERIOD_BOUND_HELP} Default: endDate - 7 days."
+    )
+    endDate = PeriodBoundSerializerField(
+        end=True, required=False, help_text=f"{PERIOD_BOUND_HELP} Default: now."
+    )
+    interval = serializers.ChoiceField(
+        choices=selectors.Interval.choices,
+        default=selectors.Interval.DAY,
+        help_text="Bucket size of the series, in the server's time zone (weeks start Monday).",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        end = attrs.get("endDate") or timezone.now()
+        start = attrs.get("startDate") or end - DEFAULT_PERIOD
+        interval = attrs["interval"]
+        if end < start:
+            raise serializers.ValidationError({"endDate": ["endDate is before startDate."]})
+        buckets = (end - start) / selectors.INTERVAL_LENGTH[interval]
+        if buckets > selectors.MAX_BUCKETS:
+            raise serializers.ValidationError(
+                {
+                    "interval": [
+                        f"That period has about {int(buckets)} {interval} buckets; at most "
+                        f"{selectors.MAX_BUCKETS} are allowed. Use a longer interval or a "
+                        "shorter period."
+                    ]
+                }
+            )
+        return {"start": start, "end": end, "interval": interval}
+
+
+class SentimentCountsSerializer(serializers.Serializer):
+    positive = serializers.IntegerField()
+    neutral = serializers.IntegerField()
+    negative = serializers.IntegerField()
+    unknown = serializers.IntegerField(help_text="Not scored (yet).")
+
+
+class AnalyticsMeasuresSerializer(serializers.Serializer):
+    calls = serializers.IntegerField()
+    completed = serializers.IntegerField()
+    failed = serializers.IntegerField(help_text="Twilio status failed.")
+    unanswered = serializers.IntegerField(help_text="busy, no-answer or canceled.")
+    duration_s_avg = serializers.FloatField(allow_null=True)
+    duration_s_p95 = serializers.FloatField(
+        allow_null=True, help_text="95th percentile (nearest rank) of the calls' durations."
+    )
+    latency_ms_avg = serializers.FloatField(
+        allow_null=True, help_text="Mean of the calls' average response latency."
+    )
+    latency_ms_p95 = serializers.FloatField(
+        allow_null=True,
+        help_text="95th percentile (nearest rank) of the calls' average response latency.",
+    )
+    interruptions_per_call = serializers.FloatField(allow_null=True)
+    sentiment = SentimentCountsSerializer()
+    caller_talk_s = serializers.FloatField()
+    agent_talk_s = serializers.FloatField()
+    silence_s = serializers.FloatField()
+    input_audio_tokens = serializers.IntegerField()
+    output_audio_tokens = serializers.IntegerField()
+    estimated_cost_usd = serializers.DecimalField(max_digits=16, decimal_places=6)
+
+
+class AnalyticsBucketSerializer(AnalyticsMeasuresSerializer):
+    bucket = serializers.DateTimeField(help_text="Start of the bucket, in the server's zone.")
+
+
+class AnalyticsReportSerializer(serializers.Serializer):
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    interval = serializers.ChoiceField(choices=selectors.Interval.choices)
+    timezone = serializers.CharField()
+    totals = AnalyticsMeasuresSerializer()
+    series = AnalyticsBucketSerializer(many=True, help_text="One entry per bucket, empty or not.")

@@ -1,0 +1,155 @@
+"""REST endpoints: thin; reads through calls.selectors, writes through calls.services."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
+from django.http.response import HttpResponseBase
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiYamlRenderer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from calls import selectors, services
+from calls.api.filters import CallFilter, StrictOrderingFilter
+from calls.api.pagination import CallPagination
+from calls.api.recordings import recording_response
+from calls.api.schema import error_responses
+from calls.api.serializers import (
+    AnalyticsQuerySerializer,
+    AnalyticsReportSerializer,
+    CallDetailSerializer,
+    CallListSerializer,
+    CallNotesSerializer,
+    NoteCreateSerializer,
+    RecordingQuerySerializer,
+)
+from calls.models import Call
+
+UUID_PATTERN = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+
+RANGE_HEADER = OpenApiParameter(
+    "Range",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="One byte range: bytes=0-1023, bytes=1024- or bytes=-500. Several ranges, or "
+    "a malformed header, get the whole file (200).",
+)
+
+
+class CallViewSet(viewsets.ReadOnlyModelViewSet):
+    """Calls, newest first, with their transcripts, recordings, analytics and notes."""
+
+    lookup_value_regex = UUID_PATTERN
+    pagination_class = CallPagination
+    filter_backends = (DjangoFilterBackend, StrictOrderingFilter)
+    filterset_class = CallFilter
+    ordering_fields = ("started_at", "ended_at", "duration_s", "caller", "agent", "status")
+    ordering = ("-started_at",)
+
+    def get_queryset(self) -> QuerySet[Call]:
+        if self.action == "list":
+            return selectors.call_list()
+        if self.action == "retrieve":
+            return selectors.call_detail_list()
+        return Call.objects.all()
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer]:
+        return CallDetailSerializer if self.action == "retrieve" else CallListSerializer
+
+    def filter_queryset(self, queryset: QuerySet[Call]) -> QuerySet[Call]:
+        # The list's filters must not turn /calls/<id>?status=... into a 404.
+        return super().filter_queryset(queryset) if self.action == "list" else queryset
+
+    @extend_schema(responses={200: CallListSerializer, **error_responses(400, 401, 403, 429)})
+    def list(self, request: Request, *args: object, **kwargs: object) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(responses={200: CallDetailSerializer, **error_responses(401, 403, 404, 429)})
+    def retrieve(self, request: Request, *args: object, **kwargs: object) -> Response:
+        return super().retrieve(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Stream a recording (WAV), with Range support",
+        parameters=[RecordingQuerySerializer, RANGE_HEADER],
+        responses={
+            (200, "audio/wav"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The whole file; Accept-Ranges: bytes."
+            ),
+            (206, "audio/wav"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The range asked for; Content-Range set."
+            ),
+            **error_responses(400, 401, 403, 404, 416, 429),
+        },
+    )
+    @action(detail=True, methods=["get"])
+    def recording(self, request: Request, pk: str | None = None) -> HttpResponseBase:
+        call = self.get_object()
+        params = RecordingQuerySerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        recording = selectors.recording_for_call(
+            call=call, recording_id=params.validated_data.get("recording")
+        )
+        if recording is None:
+            raise NotFound("This call has no recording.")
+        return recording_response(
+            request=request._request,
+            call=call,
+            recording=recording,
+            as_attachment=params.validated_data["download"],
+        )
+
+    @extend_schema(
+        summary="Append a note (kept with its author and time)",
+        request=NoteCreateSerializer,
+        responses={201: CallNotesSerializer, **error_responses(400, 401, 403, 404, 429)},
+    )
+    @action(detail=True, methods=["post"])
+    def notes(self, request: Request, pk: str | None = None) -> Response:
+        call = self.get_object()
+        body = NoteCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            services.call_note_add(
+                call_id=str(call.pk), author=request.user, text=body.validated_data["notes"]
+            )
+        except DjangoValidationError as error:
+            raise serializers.ValidationError({"notes": error.messages}) from None
+        call = selectors.call_with_notes(call_id=call.pk)
+        return Response(CallNotesSerializer(call).data, status=status.HTTP_201_CREATED)
+
+
+class AnalyticsView(APIView):
+    """Aggregates over a period and the same measures per hour, day or week."""
+
+    @extend_schema(
+        summary="Call analytics over a period, with a zero-filled time series",
+        parameters=[AnalyticsQuerySerializer],
+        responses={200: AnalyticsReportSerializer, **error_responses(400, 401, 403, 429)},
+    )
+    def get(self, request: Request) -> Response:
+        params = AnalyticsQuerySerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        report = selectors.call_analytics(**params.validated_data)
+        return Response(AnalyticsReportSerializer(report).data)
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI document: JSON by default (?format=yaml for YAML); errors in our shape."""
+
+    renderer_classes = (OpenApiJsonRenderer, OpenApiYamlRenderer)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        response = super().handle_exception(exc)
+        # A refusal is not an OpenAPI document: plain JSON, as everywhere else under /api/.
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return response
