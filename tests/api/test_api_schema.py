@@ -107,3 +107,6 @@ def test_interactive_docs_page(api) -> None:
     assert response.status_code == 200
     assert b"swagger-ui" in response.content
     assert b'url: "/api/schema"' in response.content  # the UI loads the document from there
+    # Served by the project itself, so the docs work on a network with no internet access.
+    assert b"cdn.jsdelivr.net" not in response.content
+    assert b"/static/drf_spectacular_sidecar/swagger-ui-dist/" in response.content
