@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP goes to Django, the WebSocket at /streams to the media consumer."""
+"""ASGI entry point: HTTP goes to Django, the WebSocket at /streams to the media consumer,
+lifespan to start-up recovery and graceful shutdown (realtime.lifecycle)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bridge_project.settings")
 
 django_asgi_app = get_asgi_application()
 
-from telephony.consumer import MediaStreamConsumer  # noqa: E402  (needs the apps loaded)
+from realtime.lifecycle import lifespan  # noqa: E402  (these need the apps loaded)
+from telephony.consumer import MediaStreamConsumer  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
+        "lifespan": lifespan,
         "http": django_asgi_app,
         "websocket": URLRouter([path("streams", MediaStreamConsumer.as_asgi())]),
     }

@@ -81,7 +81,7 @@ def server_command(server: str, host: str, port: int) -> list[str]:
     return [
         str(bin_dir / "uvicorn"), app, "--host", host, "--port", str(port),
         "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio",
-        "--lifespan", "off", "--no-access-log",
+        "--lifespan", "on", "--no-access-log",
     ]  # fmt: skip
 
 

@@ -176,7 +176,7 @@ SPECTACULAR_SETTINGS = {
         "Calls bridged between Twilio and OpenAI Realtime: history, transcripts, recordings, "
         "notes, analytics and a live status feed. Authenticate with `Authorization: Token "
         "<key>` (or the admin's session); reading needs calls.view_call, notes "
-        "calls.change_call. Errors are `{\"error\": {\"code\", \"message\", \"details\"}}`."
+        'calls.change_call. Errors are `{"error": {"code", "message", "details"}}`.'
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -230,6 +230,12 @@ REALTIME_TRANSCRIPTION_MODEL = _env.str(
 REALTIME_MAX_RECONNECTS = _env.int("REALTIME_MAX_RECONNECTS", default=5)
 # How long a finished call keeps retrying its final writes through a database outage.
 CALL_FINALIZE_GIVE_UP_S = _env.float("CALL_FINALIZE_GIVE_UP_S", default=900.0)
+# On SIGTERM, how long calls in flight get to finalize (recording stored, rows written).
+SHUTDOWN_DEADLINE_S = _env.float("SHUTDOWN_DEADLINE_S", default=20.0)
+# Calls still "active" after this long are closed at start-up (their end was never seen).
+STALE_CALL_AFTER_HOURS = _env.float("STALE_CALL_AFTER_HOURS", default=25.0)
+# Twilio must send `start` this soon after opening the media stream, or it is closed (1008).
+STREAM_START_TIMEOUT_S = _env.float("STREAM_START_TIMEOUT_S", default=10.0)
 # List prices in USD per 1M tokens, for the per-call cost estimate (late 2026, gpt-realtime).
 REALTIME_PRICES_PER_M = {
     "input_audio": _env.float("PRICE_INPUT_AUDIO_PER_M", default=32.0),

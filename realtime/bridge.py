@@ -32,6 +32,7 @@ from bridge_project.logging import bind_call_context
 from calls.sentiment import sentiment_of
 from calls.services import CallOutcome, RecordingFile, TranscriptLine
 from realtime import model as m
+from realtime.lifecycle import RecordingLease
 from realtime.store import PENDING_FINALIZATIONS, CallStore
 from telephony import messages as tw
 
@@ -117,6 +118,7 @@ class CallBridge:
         model_factory: Callable[[m.ContextProvider], m.ModelSession],
         recorder: CallRecorder,
         store: CallStore,
+        lease: RecordingLease | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.call_id = call_id
@@ -127,6 +129,7 @@ class CallBridge:
         self.model = model_factory(self.context)
         self.recorder = recorder
         self.store = store
+        self.lease = lease
         self.clock = clock
         self.t0 = clock()
         self.measures = Measures()
@@ -220,6 +223,10 @@ class CallBridge:
             # The storage backend has its own copy now.
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(_unlink, info.path)
+        if saved and self.lease is not None:
+            # Unsaved, the lease stays held until this process exits; then the next start
+            # recovers the recording (realtime.lifecycle).
+            self.lease.release()
 
     # --- Twilio side (the hot path) ------------------------------------------------------------
 

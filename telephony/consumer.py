@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -23,6 +22,7 @@ from audio.recorder import CallRecorder
 from realtime.bridge import ACTIVE_BRIDGES, CallBridge
 from realtime.client import OpenAIRealtimeSession
 from realtime.configuration import realtime_settings
+from realtime.lifecycle import SHUTDOWN_REASON, RecordingLease, recording_path
 from realtime.model import ContextProvider, ModelSession
 from realtime.store import CallStore
 from telephony import messages as tw
@@ -37,19 +37,12 @@ from telephony.twiml import CALL_ID_PARAMETER, TOKEN_PARAMETER
 logger = logging.getLogger(__name__)
 
 POLICY_VIOLATION = 1008
-# Twilio sends `connected` and `start` right after the upgrade; a peer that does not is not Twilio.
-START_TIMEOUT_S = 10.0
+# uvicorn closes open WebSockets with 1012 (service restart) when it is told to stop.
+SERVICE_RESTART = 1012
 
 
 def default_model_factory(context: ContextProvider) -> ModelSession:
     return OpenAIRealtimeSession(realtime_settings(), context)
-
-
-def recording_path(call_id: str) -> Path:
-    """Where a call's WAV grows while it is in progress (moved to storage at the end)."""
-    folder = Path(settings.RECORDING_STORAGE_PATH) / "in-progress"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{call_id}.wav"
 
 
 class MediaStreamConsumer(AsyncWebsocketConsumer):
@@ -95,13 +88,17 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             await self.close(POLICY_VIOLATION)
             return
         loop = asyncio.get_running_loop()
+        # Twilio sends `connected` and `start` right after the upgrade; a peer that does not
+        # is not Twilio, and must not hold a socket open.
         self._start_timer = loop.call_later(
-            START_TIMEOUT_S, lambda: asyncio.ensure_future(self._start_timed_out())
+            settings.STREAM_START_TIMEOUT_S, lambda: asyncio.ensure_future(self._start_timed_out())
         )
 
     async def _start_timed_out(self) -> None:
         if self.bridge is None and not self._closed:
-            logger.warning("media stream closed: no valid start within %.0f s", START_TIMEOUT_S)
+            logger.warning(
+                "media stream closed: no valid start within %.0f s", settings.STREAM_START_TIMEOUT_S
+            )
             await self.close(POLICY_VIOLATION)
 
     # --- frames ---------------------------------------------------------------------------------
@@ -141,6 +138,13 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         await self._bridge_call(call_id, message)
 
     async def _bridge_call(self, call_id: str, start: tw.Start) -> None:
+        try:
+            lease = RecordingLease(call_id)
+        except OSError:
+            # Another process is bridging this call already (the same stream connected twice).
+            logger.warning("media stream refused: call %s is bridged elsewhere", call_id)
+            await self.close(POLICY_VIOLATION)
+            return
         bridge = CallBridge(
             call_id=call_id,
             start=start,
@@ -148,6 +152,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             model_factory=self.model_factory,
             recorder=CallRecorder(recording_path(call_id)),
             store=CallStore(call_id),
+            lease=lease,
         )
         self.bridge = bridge
         ACTIVE_BRIDGES[call_id] = bridge
@@ -159,6 +164,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             self._start_timer.cancel()
         bridge = self.bridge
         if bridge is not None:
-            await bridge.end("media stream closed without stop")
+            stopping = message.get("code") == SERVICE_RESTART
+            await bridge.end(SHUTDOWN_REASON if stopping else "media stream closed without stop")
             ACTIVE_BRIDGES.pop(bridge.call_id, None)
         raise StopConsumer

@@ -103,7 +103,7 @@ def uvicorn_command(port: int) -> list[str]:
         "--ws",
         "websockets-sansio",
         "--lifespan",
-        "off",
+        "on",
     ]
 
 

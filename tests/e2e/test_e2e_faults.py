@@ -171,3 +171,55 @@ def test_dtmf_is_recorded_and_forwarded_to_the_model(live_bridge) -> None:
     assert texts == ["The caller pressed 7 on the keypad."]
     call = finished_call(run.report.call_id)
     assert wait_for(lambda: call.transcripts.filter(text="[DTMF 7]").exists(), 5)
+
+
+def test_a_stream_that_never_sends_start_is_closed(live_bridge) -> None:
+    from twilio.request_validator import RequestValidator
+    from websockets.asyncio.client import connect
+
+    live_bridge.settings.STREAM_START_TIMEOUT_S = 1.0
+
+    async def scenario(model, caller):
+        await caller.place_call()
+        signature = RequestValidator(caller.auth_token).compute_signature(caller.stream.url, {})
+        async with connect(
+            caller.stream_connect_url(), additional_headers={"X-Twilio-Signature": signature}
+        ) as ws:
+            started = asyncio.get_running_loop().time()
+            await ws.send('{"event": "connected", "protocol": "Call", "version": "1.0.0"}')
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.recv(), 10)
+            return ws.close_code, asyncio.get_running_loop().time() - started
+
+    code, waited = live_bridge.run(scenario)
+    assert code == POLICY_VIOLATION
+    assert 0.8 <= waited < 5
+
+
+def test_the_same_stream_connecting_twice_is_refused(live_bridge) -> None:
+    from realtime.simulator.caller import SimulatedTwilioCaller
+
+    async def scenario(model, caller):
+        await caller.place_call()
+        await caller.connect_stream()
+        first_call = asyncio.create_task(
+            caller.run([Silence(0.3), Speak(1.5, seed=1), AwaitAgentPlayed(), Silence(0.3)])
+        )
+        await asyncio.sleep(0.5)
+        twin = SimulatedTwilioCaller(
+            caller.server_url,
+            auth_token=caller.auth_token,
+            public_base_url=caller.public_base_url,
+            call_sid=caller.call_sid,
+        )
+        twin.stream = caller.stream  # the same TwiML: same call id and token
+        code = await _connect_and_wait_for_close(twin)
+        await first_call
+        await caller.hang_up("stop")
+        return code, caller.report()
+
+    code, report = live_bridge.run(scenario)
+    assert code == POLICY_VIOLATION
+    assert report.played_s > 0.5  # the first stream was not disturbed
+    call = finished_call(report.call_id)
+    assert call.end_reason == "caller hung up"
