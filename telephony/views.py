@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 from django.db import DatabaseError
@@ -20,6 +21,8 @@ View = Callable[[HttpRequest], HttpResponse]
 
 # Twilio sends a CallSid like CA + 32 hex digits; anything far off is not Twilio.
 _MAX_SID_LENGTH = 64
+_MAX_SEQUENCE = 2**31 - 1  # the column is a 32-bit integer
+_MAX_DURATION_S = 86400  # Twilio ends calls long before a day
 
 
 def _text(body: str, status: int) -> HttpResponse:
@@ -30,6 +33,9 @@ def twilio_signed(view: View) -> View:
     """403 unless X-Twilio-Signature matches the public URL and the posted form."""
 
     def wrapper(request: HttpRequest) -> HttpResponse:
+        if any("\x00" in value for value in request.POST.values()):
+            # PostgreSQL cannot store NUL in text; Twilio never sends one. Refuse, don't crash.
+            return _text("Form fields must not contain NUL characters.", 400)
         if signatures_enforced():
             url = public_url(request.get_full_path())
             signature = request.headers.get("X-Twilio-Signature", "")
@@ -72,10 +78,14 @@ def incoming_call(request: HttpRequest) -> HttpResponse:
 
 
 def _parse_optional_number(raw: str, kind: type[int] | type[float]) -> int | float | None:
+    """None when absent; ValueError for anything that is not a finite number."""
     raw = raw.strip()
     if not raw:
         return None
-    return kind(raw)
+    number = kind(raw)
+    if not math.isfinite(number):
+        raise ValueError(f"{raw!r} is not a finite number")
+    return number
 
 
 @csrf_exempt
@@ -91,8 +101,10 @@ def call_status(request: HttpRequest) -> HttpResponse:
         duration = _parse_optional_number(request.POST.get("CallDuration", ""), float)
     except ValueError:
         return _text("SequenceNumber and CallDuration must be numbers.", 400)
-    if duration is not None and duration < 0:
-        return _text("CallDuration must not be negative.", 400)
+    if duration is not None and not 0 <= duration <= _MAX_DURATION_S:
+        return _text("CallDuration must be between 0 and 86400 seconds.", 400)
+    if sequence is not None and not 0 <= sequence <= _MAX_SEQUENCE:
+        return _text("SequenceNumber must be between 0 and 2147483647.", 400)
     call = services.call_status_apply(
         call_sid=call_sid,
         status=request.POST.get("CallStatus", "").strip(),

@@ -31,6 +31,8 @@ from realtime.simulator.standin import RealtimeStandIn
 pytestmark = pytest.mark.slow
 
 AUTH_TOKEN = "0123456789abcdef0123456789abcdef"
+OPENAI_KEY = "sk-proj-test-key-that-must-never-be-logged-000"
+WEBHOOK_SECRET = "stream-token-secret-that-must-never-be-logged"
 
 
 def _server_env(tmp_path: Path, realtime_url: str) -> dict[str, str]:
@@ -41,8 +43,10 @@ def _server_env(tmp_path: Path, realtime_url: str) -> dict[str, str]:
         TWILIO_AUTH_TOKEN=AUTH_TOKEN,
         PUBLIC_BASE_URL="https://bridge.example.test",
         OPENAI_REALTIME_URL=realtime_url,
-        OPENAI_API_KEY="sk-test-not-a-real-key-000000000000",
+        OPENAI_API_KEY=OPENAI_KEY,
+        TWILIO_WEBHOOK_SECRET=WEBHOOK_SECRET,
         SHUTDOWN_DEADLINE_S="15",
+        LOG_LEVEL="DEBUG",  # the most talkative level must still keep the secrets out
     )
 
 
@@ -100,6 +104,9 @@ def test_sigterm_finalizes_calls_in_flight_before_exit(tmp_path: Path) -> None:
                 # uvicorn finishes its graceful shutdown, then re-raises the signal to exit.
                 assert exit_code in (0, -signal.SIGTERM), log
                 assert "Application shutdown complete" in log
+                assert "call bridged" in log  # a whole call was logged at DEBUG...
+                for secret in (AUTH_TOKEN, OPENAI_KEY, WEBHOOK_SECRET):
+                    assert secret not in log  # ...without a single secret in it
                 # Twilio would now run the TwiML after <Connect> (the fallback).
                 assert caller.close_code in (1000, 1012)
                 return caller.call_id, elapsed
