@@ -235,6 +235,9 @@ REALTIME_TRANSCRIPTION_MODEL = _env.str(
     "REALTIME_TRANSCRIPTION_MODEL", default="gpt-4o-mini-transcribe"
 )
 REALTIME_MAX_RECONNECTS = _env.int("REALTIME_MAX_RECONNECTS", default=5)
+# A model socket that answers no ping within interval + timeout is dead (a stall): reconnect.
+REALTIME_PING_INTERVAL_S = _env.float("REALTIME_PING_INTERVAL_S", default=10.0)
+REALTIME_PING_TIMEOUT_S = _env.float("REALTIME_PING_TIMEOUT_S", default=10.0)
 # How long a finished call keeps retrying its final writes through a database outage.
 CALL_FINALIZE_GIVE_UP_S = _env.float("CALL_FINALIZE_GIVE_UP_S", default=900.0)
 # On SIGTERM, how long calls in flight get to finalize (recording stored, rows written).

@@ -75,6 +75,7 @@ class CallOutcome:
     ended_at: dt.datetime
     analytics: dict[str, Any] = field(default_factory=dict)
     recording: RecordingFile | None = None
+    network: dict[str, Any] = field(default_factory=dict)  # CallMetadata's network quality
 
 
 def _present(value: str | None) -> str:
@@ -236,6 +237,8 @@ def call_finalize(*, call_id: str, outcome: CallOutcome) -> Call:
                     size_bytes=outcome.recording.size_bytes,
                 )
             analytics_update(call_id=call_id, values=outcome.analytics)
+            if outcome.network:
+                CallMetadata.objects.update_or_create(call_id=call_id, defaults=outcome.network)
             call = Call.objects.select_for_update().get(pk=call_id)
             call.ended_at = call.ended_at or max(outcome.ended_at, call.started_at)
             if call.duration_s is None:

@@ -217,6 +217,10 @@ class CallBridge:
             ended_at=timezone.now(),
             analytics=analytics,
             recording=_recording_file(info),
+            network={
+                "frames_missing": self.measures.frames_missing,
+                "frames_late": self.measures.frames_late,
+            },
         )
         saved = await self.store.finalize(outcome, give_up_after_s=settings.CALL_FINALIZE_GIVE_UP_S)
         if saved and info is not None:

@@ -42,7 +42,12 @@ SERVICE_RESTART = 1012
 
 
 def default_model_factory(context: ContextProvider) -> ModelSession:
-    return OpenAIRealtimeSession(realtime_settings(), context)
+    return OpenAIRealtimeSession(
+        realtime_settings(),
+        context,
+        ping_interval_s=settings.REALTIME_PING_INTERVAL_S,
+        ping_timeout_s=settings.REALTIME_PING_TIMEOUT_S,
+    )
 
 
 class MediaStreamConsumer(AsyncWebsocketConsumer):

@@ -223,3 +223,93 @@ def test_the_same_stream_connecting_twice_is_refused(live_bridge) -> None:
     assert report.played_s > 0.5  # the first stream was not disturbed
     call = finished_call(report.call_id)
     assert call.end_reason == "caller hung up"
+
+
+def _two_turns_with_a_pause(pause_s: float) -> list:
+    return [
+        Silence(0.3),
+        Speak(1.5, seed=1),
+        AwaitAgentPlayed(quiet_s=pause_s),  # the fault happens in this pause
+        Speak(1.5, seed=2),
+        AwaitAgentPlayed(),
+        Silence(0.3),
+    ]
+
+
+def _after_first_reply_played(model, caller):
+    return model.wait_until(
+        lambda: bool(caller.played) and len(caller.played) == len(caller.agent_audio), 20
+    )
+
+
+@pytest.mark.parametrize("fault", ["session_expired", "stall"])
+def test_model_session_expiry_and_stall_are_survived(live_bridge, fault: str) -> None:
+    live_bridge.settings.REALTIME_PING_INTERVAL_S = 0.3
+    live_bridge.settings.REALTIME_PING_TIMEOUT_S = 0.3
+
+    async def inject(model, caller) -> None:
+        await _after_first_reply_played(model, caller)
+        if fault == "stall":
+            await model.stall_connections()
+        else:
+            await model.expire_sessions()
+
+    run = live_bridge.place_call(_two_turns_with_a_pause(2.5), during=inject)
+    assert run.report.script_error is None
+    first, second = run.standin.connections
+    if fault == "session_expired":
+        assert first.close_code == 1001
+    else:
+        assert first.stalled
+    assert second.sent_of("response.output_audio.delta")
+    call = finished_call(run.report.call_id)
+    rows = call_rows(call)
+    assert rows.analytics.reconnects == 1
+    assert [line.speaker for line in rows.transcripts] == ["caller", "agent", "caller", "agent"]
+
+
+def test_repeated_model_drops_are_each_survived(live_bridge) -> None:
+    script = [Silence(0.3)]
+    for turn in range(3):
+        script += [Speak(1.2, seed=turn + 1), AwaitAgentPlayed(quiet_s=1.5)]
+
+    async def drop_after_each_reply(model, caller) -> None:
+        for replies in (1, 2):
+            await model.wait_until(
+                lambda n=replies: (
+                    len(caller.played) == len(caller.agent_audio)
+                    and len(model.connections) == n
+                    and bool(model.connections[-1].sent_of("response.done"))
+                ),
+                30,
+            )
+            await model.drop_connections()
+
+    run = live_bridge.place_call(script, during=drop_after_each_reply)
+    assert run.report.script_error is None
+    assert len(run.standin.connections) == 3
+    rows = call_rows(finished_call(run.report.call_id))
+    assert rows.analytics.reconnects == 2
+    assert [line.speaker for line in rows.transcripts] == ["caller", "agent"] * 3
+
+
+def test_gaps_and_reordered_chunks_are_counted_not_fatal(live_bridge) -> None:
+    async def scenario(model, caller):
+        await caller.place_call()
+        await caller.connect_stream()
+        await caller.run([Silence(0.5)])
+        caller.frames_sent += 5  # skip five chunk numbers: a gap of 100 ms
+        late = '{"event": "media", "media": {"track": "inbound", "chunk": "3", "timestamp": "40", '
+        late += '"payload": "' + "/" * 160 + '"}, "streamSid": "' + caller.stream_sid + '"}'
+        await caller.run([Speak(1.5, seed=1), Raw(late), AwaitAgentPlayed(), Silence(0.3)])
+        await caller.hang_up("stop")
+        return caller.report()
+
+    report = live_bridge.run(scenario)
+    assert report.script_error is None
+    call = finished_call(report.call_id)
+    rows = call_rows(call)
+    assert rows.analytics.frames_missing == 5
+    assert (call.metadata.frames_missing, call.metadata.frames_late) == (5, 1)
+    assert rows.analytics.frames_malformed == 0
+    assert [line.speaker for line in rows.transcripts] == ["caller", "agent"]
