@@ -21,6 +21,7 @@ from bridge_project.config import DEFAULT_REALTIME_URL, detect_environment
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 STANDIN_READY_TIMEOUT_S = 15.0
+WS_MAX_MESSAGE_BYTES = 64 * 1024
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout_s: float) -> None:
@@ -82,6 +83,8 @@ def server_command(server: str, host: str, port: int) -> list[str]:
         str(bin_dir / "uvicorn"), app, "--host", host, "--port", str(port),
         "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio",
         "--lifespan", "on", "--no-access-log",
+        # Twilio's frames are well under 1 KiB; anything near this cap is not Twilio.
+        "--ws-max-size", os.environ.get("WS_MAX_MESSAGE_BYTES", str(WS_MAX_MESSAGE_BYTES)),
     ]  # fmt: skip
 
 

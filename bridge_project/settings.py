@@ -77,8 +77,14 @@ TEMPLATES = [
 DATABASES = {"default": environ.Env.db_url_config(CONFIG.database_url)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the admin read while the call writer writes; the timeout rides out short locks.
+    # IMMEDIATE transactions take the write lock up front, so concurrent writers (webhooks,
+    # the call writer) wait their turn instead of failing with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     )
     # Tests serve the app from real servers in other threads; a test database in a file
     # behaves like production (locks, WAL), where Django's in-memory default would not.

@@ -104,6 +104,8 @@ def uvicorn_command(port: int) -> list[str]:
         "websockets-sansio",
         "--lifespan",
         "on",
+        "--ws-max-size",
+        "65536",
     ]
 
 
@@ -135,6 +137,7 @@ def asgi_server_in_thread(
         http="httptools",
         ws="websockets-sansio",
         lifespan="off",
+        ws_max_size=65536,  # as bridge_project.serve runs it
         log_level="warning",
     )
     server = uvicorn.Server(config)
