@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 SERVER ?= uvicorn
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint format migrations-check bench-audio bench-audio-smoke clean
+.PHONY: install run test lint format migrations-check bench-audio bench-audio-smoke soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench-audio: install
 
 bench-audio-smoke: install
 	$(BIN)/python -m audio.bench --smoke
+
+# A long reliability run (about 11 minutes), not part of `make test`: see docs/reliability.md.
+soak: install
+	$(BIN)/python manage.py soak --calls 50 --minutes 10 --drop-every 60
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache
