@@ -7,6 +7,7 @@ RFC 9110 (section 14.2) allows; browsers and media players only ever ask for one
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
@@ -15,6 +16,7 @@ from pathlib import PurePosixPath
 from typing import IO, Any, TypeVar
 
 from asgiref.sync import sync_to_async
+from django.core.exceptions import SuspiciousFileOperation
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, StreamingHttpResponse
 from django.http.response import HttpResponseBase
@@ -43,6 +45,9 @@ class ByteRange:
 
 class RangeNotSatisfiable(Exception):
     pass
+
+
+logger = logging.getLogger(__name__)
 
 
 def byte_range_parse(header: str | None, size: int) -> ByteRange | None:
@@ -142,6 +147,10 @@ def recording_response(
     storage, name = recording.file.storage, recording.file.name
     try:
         size = storage.size(name)
+    except SuspiciousFileOperation:
+        # A stored name pointing outside the storage root (a tampered row): never follow it.
+        logger.warning("recording %s has a name outside the storage root; refused", recording.pk)
+        raise NotFound("The recording's file is missing from storage.") from None
     except (FileNotFoundError, OSError):
         raise NotFound("The recording's file is missing from storage.") from None
     # Recordings never change once stored, so id and size identify the bytes.
