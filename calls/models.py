@@ -217,6 +217,7 @@ class Analytics(models.Model):
     reconnects = models.PositiveIntegerField(default=0)
     frames_missing = models.PositiveIntegerField(default=0)
     frames_malformed = models.PositiveIntegerField(default=0)
+    model_errors = models.PositiveIntegerField(default=0, help_text="error events from the model")
     input_audio_tokens = models.PositiveIntegerField(default=0)
     output_audio_tokens = models.PositiveIntegerField(default=0)
     input_text_tokens = models.PositiveIntegerField(default=0)

@@ -513,6 +513,7 @@ class CallBridge:
             "reconnects": measures.reconnects,
             "frames_missing": measures.frames_missing,
             "frames_malformed": measures.frames_malformed,
+            "model_errors": measures.model_errors,
             **measures.usage,
             "estimated_cost_usd": estimated_cost_usd(
                 measures.usage, settings.REALTIME_PRICES_PER_M

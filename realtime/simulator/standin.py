@@ -176,6 +176,12 @@ class RealtimeStandIn:
         for connection in self.open_connections():
             await connection.expire()
 
+    async def send_error(self, message: str, *, code: str) -> None:
+        """An `error` event on every open connection (the session stays open, as the
+        service's request errors do)."""
+        for connection in self.open_connections():
+            await connection.emit_error(message, code=code)
+
     async def drop_connections(self) -> None:
         for connection in self.open_connections():
             await connection.drop()

@@ -313,3 +313,18 @@ def test_gaps_and_reordered_chunks_are_counted_not_fatal(live_bridge) -> None:
     assert (call.metadata.frames_missing, call.metadata.frames_late) == (5, 1)
     assert rows.analytics.frames_malformed == 0
     assert [line.speaker for line in rows.transcripts] == ["caller", "agent"]
+
+
+def test_model_error_events_are_counted_and_the_call_goes_on(live_bridge) -> None:
+    async def errors_after_first_reply(model, caller) -> None:
+        await _after_first_reply_played(model, caller)
+        await model.send_error("The server had an error while processing", code="server_error")
+        await model.send_error("Rate limit reached", code="rate_limit_exceeded")
+
+    run = live_bridge.place_call(_two_turns_with_a_pause(1.0), during=errors_after_first_reply)
+    assert run.report.script_error is None
+    assert len(run.standin.connections) == 1  # no reconnect: the session survived
+    rows = call_rows(finished_call(run.report.call_id))
+    assert rows.analytics.reconnects == 0
+    assert rows.analytics.model_errors == 2
+    assert [line.speaker for line in rows.transcripts] == ["caller", "agent", "caller", "agent"]
