@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -11,9 +12,12 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
@@ -116,18 +120,41 @@ def base_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+@dataclass
+class LiveServer:
+    """The real ASGI app served by uvicorn in a thread of this process."""
+
+    url: str
+    loop: asyncio.AbstractEventLoop
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 15.0) -> T:
+        """Run a coroutine on the server's event loop, as code of the server itself would."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+
 @contextlib.contextmanager
 def asgi_server_in_thread(
     port: int, *, app: str = "bridge_project.asgi:application"
-) -> Iterator[str]:
-    """Serve the real ASGI app with uvicorn in a background thread; yields its http URL.
+) -> Iterator[LiveServer]:
+    """Serve the real ASGI app with uvicorn (uvloop, httptools) in a background thread.
 
-    In-process (not a subprocess) so the server shares the test's database and settings
-    overrides; use it with the `transactional_db` fixture so committed rows are visible.
+    In-process (not a subprocess) so the server shares the test's database, settings
+    overrides and channel layer; use it with the `transactional_db` fixture so committed rows
+    are visible.
     """
     import threading
 
     import uvicorn
+    from django.db import connections
+
+    from realtime.store import writer_connections_close
+
+    class LoopRecordingServer(uvicorn.Server):
+        loop: asyncio.AbstractEventLoop | None = None
+
+        async def serve(self, sockets: list | None = None) -> None:
+            self.loop = asyncio.get_running_loop()
+            await super().serve(sockets)
 
     config = uvicorn.Config(
         app,
@@ -140,7 +167,13 @@ def asgi_server_in_thread(
         ws_max_size=65536,  # as bridge_project.serve runs it
         log_level="warning",
     )
-    server = uvicorn.Server(config)
+    # Each request's connection closes when the request ends instead of idling for
+    # CONN_MAX_AGE in a thread the test cannot reach (PostgreSQL would then refuse to drop
+    # the test database while they are open).
+    database = connections.settings["default"]
+    saved_max_age = database.get("CONN_MAX_AGE", 0)
+    database["CONN_MAX_AGE"] = 0
+    server = LoopRecordingServer(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
@@ -148,8 +181,11 @@ def asgi_server_in_thread(
         if not thread.is_alive() or time.monotonic() > deadline:
             raise AssertionError("the in-process uvicorn server did not start")
         time.sleep(0.02)
+    assert server.loop is not None
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield LiveServer(url=f"http://127.0.0.1:{port}", loop=server.loop)
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+        database["CONN_MAX_AGE"] = saved_max_age
+        writer_connections_close()  # the call writer's thread outlives the server

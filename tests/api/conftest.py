@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
-import time
-from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
-import uvicorn
 from django.contrib.auth.models import Permission, User
 from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import connections
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
-from support import free_port
+from support import LiveServer, asgi_server_in_thread, free_port
 
 from calls.models import Analytics, Call, CallMetadata, Recording, Transcript
-from realtime import store as call_store
 
 T = TypeVar("T")
 
@@ -139,61 +131,8 @@ def make_recording(db, recording_storage) -> Callable[..., Recording]:
     return factory
 
 
-@dataclass
-class AsgiServer:
-    """The real ASGI app served by uvicorn in a thread of this process (see `asgi_server`)."""
-
-    url: str
-    loop: asyncio.AbstractEventLoop
-
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 15.0) -> T:
-        """Run a coroutine on the server's event loop, as code of the server itself would."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-
-class _LoopRecordingServer(uvicorn.Server):
-    loop: asyncio.AbstractEventLoop | None = None
-
-    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
-        self.loop = asyncio.get_running_loop()
-        await super().serve(sockets)
-
-
 @pytest.fixture
-def asgi_server(transactional_db) -> Iterator[AsgiServer]:
-    """bridge_project.asgi served with uvicorn (uvloop, httptools) on a free loopback port.
-
-    In-process, so it shares this test's settings and database (committed rows only: hence
-    transactional_db) and its channel layer instance; `run` gives access to its event loop.
-    """
-    config = uvicorn.Config(
-        "bridge_project.asgi:application",
-        host="127.0.0.1",
-        port=free_port(),
-        loop="uvloop",
-        http="httptools",
-        lifespan="off",
-        log_level="warning",
-    )
-    # Each request's connection closes when the request ends, instead of idling for
-    # CONN_MAX_AGE in a thread the test cannot reach (PostgreSQL would then refuse to drop
-    # the test database while they are open).
-    database = connections.settings["default"]
-    saved_max_age = database.get("CONN_MAX_AGE", 0)
-    database["CONN_MAX_AGE"] = 0
-    server = _LoopRecordingServer(config)
-    thread = threading.Thread(target=server.run, name="api-test-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    assert server.loop is not None
-    try:
-        yield AsgiServer(url=f"http://127.0.0.1:{config.port}", loop=server.loop)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        database["CONN_MAX_AGE"] = saved_max_age
-        # The call store's writer thread outlives the server; its connection must not.
-        call_store._WRITER.submit(connections.close_all).result()
+def asgi_server(transactional_db) -> Iterator[LiveServer]:
+    """bridge_project.asgi served by uvicorn in a thread; `run` reaches its event loop."""
+    with asgi_server_in_thread(free_port()) as server:
+        yield server

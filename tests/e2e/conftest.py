@@ -9,8 +9,6 @@ import pytest
 from e2e_support import AUTH_TOKEN, PUBLIC_BASE_URL, LiveBridge
 from support import asgi_server_in_thread, free_port
 
-from realtime.store import writer_connections_close
-
 
 @pytest.fixture
 def live_bridge(transactional_db, settings, tmp_path: Path) -> Iterator[LiveBridge]:
@@ -27,6 +25,5 @@ def live_bridge(transactional_db, settings, tmp_path: Path) -> Iterator[LiveBrid
     }
     settings.REALTIME_MAX_RECONNECTS = 3
     settings.CALL_FINALIZE_GIVE_UP_S = 60.0
-    with asgi_server_in_thread(free_port()) as url:
-        yield LiveBridge(url=url, settings=settings, storage_root=storage_root)
-    writer_connections_close()  # so the test database can be dropped
+    with asgi_server_in_thread(free_port()) as server:
+        yield LiveBridge(url=server.url, settings=settings, storage_root=storage_root)
