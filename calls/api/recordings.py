@@ -32,6 +32,8 @@ T = TypeVar("T")
 CHUNK_BYTES = 64 * 1024
 _SINGLE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$", re.ASCII)
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class ByteRange:
@@ -45,9 +47,6 @@ class ByteRange:
 
 class RangeNotSatisfiable(Exception):
     pass
-
-
-logger = logging.getLogger(__name__)
 
 
 def byte_range_parse(header: str | None, size: int) -> ByteRange | None:
