@@ -150,7 +150,6 @@ class CallBridge:
         self._playback_end_ms = 0.0
         self._outstanding_marks: set[str] = set()
         self._cleared_marks: set[str] = set()
-        self._mark_counter = 0
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -226,7 +225,7 @@ class CallBridge:
         if saved and info is not None:
             # The storage backend has its own copy now.
             with contextlib.suppress(OSError):
-                await asyncio.to_thread(_unlink, info.path)
+                await asyncio.to_thread(os.unlink, info.path)
         if saved and self.lease is not None:
             # Unsaved, the lease stays held until this process exits; then the next start
             # recovers the recording (realtime.lifecycle).
@@ -554,7 +553,3 @@ def _recording_file(info: RecordingInfo | None) -> RecordingFile | None:
         sample_rate=info.sample_rate,
         channels=info.channels,
     )
-
-
-def _unlink(path: str) -> None:
-    os.unlink(path)
