@@ -55,3 +55,30 @@ def database_locked() -> Iterator[None]:
             other.execute("LOCK TABLE calls_transcript, calls_analytics IN ACCESS EXCLUSIVE MODE")
             yield
             other.rollback()
+
+
+@contextlib.contextmanager
+def postgres_refusing_connections(params: dict, keep_pid: int) -> Iterator[None]:
+    """PostgreSQL refuses new connections to the database and drops the existing ones
+    except `keep_pid` (the test's own). `ALLOW_CONNECTIONS false` holds for superusers too.
+
+    `params` and `keep_pid` come from the test's connection, read in synchronous code.
+    """
+    import psycopg
+
+    name = params["dbname"]
+    admin = psycopg.connect(
+        host=params.get("host"), port=params.get("port"), user=params.get("user"),
+        dbname="postgres", autocommit=True,
+    )  # fmt: skip
+    try:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> %s AND pid <> pg_backend_pid()",
+            (name, keep_pid),
+        )
+        yield
+    finally:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        admin.close()

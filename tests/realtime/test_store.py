@@ -16,9 +16,15 @@ from django.utils import timezone
 
 from calls.models import Analytics, Transcript
 from calls.services import CallOutcome, TranscriptLine
-from realtime.store import CallStore
+from realtime.store import CallStore, writer_connections_close
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _writer_connection_closed_after():
+    yield
+    writer_connections_close()  # so the test database can be dropped at the end
 
 
 def _line(n: int) -> TranscriptLine:
@@ -86,3 +92,36 @@ def test_finalize_gives_up_after_its_deadline_and_says_so(make_call, caplog) -> 
         assert asyncio.run(scenario()) is False
     assert "gave up finalizing call" in caplog.text
     assert Transcript.objects.count() == 0
+
+
+def test_postgres_refusing_connections_mid_call_loses_nothing(make_call) -> None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL refusing connections needs PostgreSQL (the CI's second pass)")
+    from db_faults import postgres_refusing_connections
+
+    call = make_call(status="in-progress")
+    call_id = str(call.id)
+    params = connection.get_connection_params()
+    own_pid = connection.cursor().connection.info.backend_pid
+
+    async def scenario() -> CallStore:
+        store = CallStore(call_id, flush_interval_s=0.05, retry_initial_s=0.05, retry_max_s=0.2)
+        store.start()
+        store.add_transcript(_line(1))
+        await asyncio.sleep(0.5)  # the writer has a connection now
+        with postgres_refusing_connections(params, own_pid):
+            for n in range(2, 8):
+                store.add_transcript(_line(n))
+                await asyncio.sleep(0.2)
+            assert store.write_failures > 0
+        outcome = CallOutcome(end_reason="caller hung up", ended_at=timezone.now())
+        assert await store.finalize(outcome, give_up_after_s=20)
+        return store
+
+    asyncio.run(scenario())
+    sequences = sorted(
+        Transcript.objects.filter(call_id=call_id).values_list("sequence", flat=True)
+    )
+    assert sequences == list(range(1, 8))
