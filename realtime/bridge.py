@@ -144,6 +144,7 @@ class CallBridge:
         self._caller_spans: dict[str, list[float | None]] = {}
         self._awaiting_reply_since_ms: float | None = None
         self._response_in_progress = False
+        self._turn_unanswered = False  # the caller finished a turn no reply has completed
         # Playback bookkeeping.
         self._items: dict[str, AgentItem] = {}
         self._current_item: AgentItem | None = None
@@ -330,7 +331,7 @@ class CallBridge:
         elif kind is m.ResponseDone:
             self._on_response_done(event)  # type: ignore[arg-type]
         elif kind is m.SessionReady:
-            self._on_session_ready(event)  # type: ignore[arg-type]
+            await self._on_session_ready(event)  # type: ignore[arg-type]
         elif kind is m.Disconnected:
             logger.warning("model socket dropped (%s); reconnecting", event.reason)  # type: ignore[union-attr]
         elif kind is m.ModelError:
@@ -347,14 +348,20 @@ class CallBridge:
         self.measures.model_errors += 1
         logger.warning("model error %s: %s", event.code, event.message)
 
-    def _on_session_ready(self, event: m.SessionReady) -> None:
-        if event.reconnect_attempt:
-            self.measures.reconnects += 1
-            # A new session has a new input-audio clock and no response in flight.
-            self._session_origin_ms = None
-            self._response_in_progress = False
-            self.store.set_analytics(self._live_analytics())
-            logger.info("model session restored after %d attempt(s)", event.reconnect_attempt)
+    async def _on_session_ready(self, event: m.SessionReady) -> None:
+        if not event.reconnect_attempt:
+            return
+        self.measures.reconnects += 1
+        # A new session has a new input-audio clock and no response in flight.
+        self._session_origin_ms = None
+        self._response_in_progress = False
+        self.store.set_analytics(self._live_analytics())
+        logger.info("model session restored after %d attempt(s)", event.reconnect_attempt)
+        if self._turn_unanswered and self._context and self._context[-1].role == "user":
+            # The drop took the reply to the caller's last turn with it; the replayed context
+            # ends with that turn, so ask the new session to answer it rather than leave the
+            # caller waiting in silence.
+            await self.model.request_response()
 
     async def _on_audio_delta(self, event: m.AudioDelta) -> None:
         item = self._items.get(event.item_id)
@@ -421,6 +428,7 @@ class CallBridge:
         span = self._caller_spans.setdefault(event.item_id, [end, None])
         span[1] = end
         self._awaiting_reply_since_ms = end
+        self._turn_unanswered = True
 
     def _on_caller_transcript(self, event: m.CallerTranscriptDone) -> None:
         span = self._caller_spans.pop(event.item_id, None)
@@ -444,6 +452,7 @@ class CallBridge:
 
     def _on_response_done(self, event: m.ResponseDone) -> None:
         self._response_in_progress = False
+        self._turn_unanswered = False
         usage = self.measures.usage
         usage["input_audio_tokens"] += event.usage.input_audio_tokens
         usage["output_audio_tokens"] += event.usage.output_audio_tokens

@@ -349,6 +349,9 @@ class OpenAIRealtimeSession:
     async def cancel_response(self) -> None:
         await self._send(protocol.response_cancel())
 
+    async def request_response(self) -> None:
+        await self._send(protocol.response_create())
+
     async def _send(self, event: dict[str, Any]) -> bool:
         """Send one control event; False (dropped) while disconnected."""
         ws = self._ws

@@ -169,6 +169,9 @@ class ModelSession(Protocol):
     async def cancel_response(self) -> None:
         """Stop the response in progress (call only while one is)."""
 
+    async def request_response(self) -> None:
+        """Ask for a reply to the conversation as it stands (after a replay)."""
+
     def events(self) -> AsyncIterator[ModelEvent]:
         """Events until close() or SessionFailed; reconnects happen inside."""
 

@@ -328,3 +328,25 @@ def test_model_error_events_are_counted_and_the_call_goes_on(live_bridge) -> Non
     assert rows.analytics.reconnects == 0
     assert rows.analytics.model_errors == 2
     assert [line.speaker for line in rows.transcripts] == ["caller", "agent", "caller", "agent"]
+
+
+def test_a_reply_lost_in_a_drop_is_asked_for_again(live_bridge) -> None:
+    async def drop_mid_reply(model, caller) -> None:
+        await model.wait_until(
+            lambda: (
+                bool(model.connections) and bool(model.connections[0].sent_of("response.created"))
+            ),
+            20,
+        )
+        await model.drop_connections()
+
+    script = [Silence(0.3), Speak(1.5, seed=1), AwaitAgentPlayed(timeout_s=15), Silence(0.3)]
+    run = live_bridge.place_call(script, standin={"speed": 1.0}, during=drop_mid_reply)
+    assert run.report.script_error is None  # the caller was answered, by the new session
+    first, second = run.standin.connections
+    assert not first.sent_of("response.done")  # the first reply died with the socket
+    assert second.received_of("response.create")
+    assert second.sent_of("response.output_audio.delta")
+    rows = call_rows(finished_call(run.report.call_id))
+    assert rows.analytics.reconnects == 1
+    assert [line.speaker for line in rows.transcripts] == ["caller", "agent"]
