@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 SERVER ?= uvicorn
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint format migrations-check bench-audio bench-audio-smoke soak clean
+.PHONY: install run test test-browser lint format migrations-check bench-audio bench-audio-smoke soak bench loadtest-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,16 @@ run: install
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The back-office in Debian's Chromium (apt-get install chromium), driven by Playwright; the
+# browser extra is installed on top of dev. A missing Chromium fails here instead of skipping.
+BROWSER_STAMP := $(VENV)/.installed-browser
+$(BROWSER_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,browser]'
+	touch $(BROWSER_STAMP)
+
+test-browser: $(BROWSER_STAMP)
+	REQUIRE_BROWSER=1 $(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -52,6 +62,17 @@ bench-audio-smoke: install
 # A long reliability run (about 11 minutes), not part of `make test`: see docs/reliability.md.
 soak: install
 	$(BIN)/python manage.py soak --calls 50 --minutes 10 --drop-every 60
+
+# The load benchmark (about 5 minutes, not part of `make test`): the server pinned to one core,
+# 50-200 echo calls, daphne and the yardstick beside it; see docs/performance.md. The `bench`
+# extra brings FastAPI for the yardstick.
+bench: install
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/run.py
+
+# CI guard, not a timed test: 10 echo calls for 5 s lose no frame and fail no call.
+loadtest-smoke: install
+	$(BIN)/python bench/run.py --smoke
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

@@ -21,6 +21,7 @@ from django.db.models import (
     Prefetch,
     Q,
     QuerySet,
+    Subquery,
     Sum,
     TextChoices,
     Value,
@@ -31,6 +32,7 @@ from django.utils import timezone
 
 from calls.models import (
     ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
     Call,
     CallNote,
     CallStatus,
@@ -290,3 +292,42 @@ def call_analytics(
         totals=_summary(totals_row, totals_p95),
         series=series,
     )
+
+
+# --- the back-office (admin) ----------------------------------------------------------------
+
+# The agent filter lists numbers, not calls: the numbers we own are few, and a cap keeps a
+# misconfigured webhook that fills `agent` with noise from making the sidebar endless.
+AGENT_CHOICES_MAX = 100
+
+
+def call_agents(*, limit: int = AGENT_CHOICES_MAX) -> list[str]:
+    """The distinct numbers calls were made to, sorted (one query, served by call_agent_idx)."""
+    numbers = Call.objects.exclude(agent="").order_by("agent").values_list("agent", flat=True)
+    return list(numbers.distinct()[:limit])
+
+
+def active_calls() -> QuerySet[Call]:
+    """Calls not finished yet, oldest first, each with its line count and latest line.
+
+    Subqueries rather than a join: one row per call, in one query, however long the call.
+    """
+    lines = Transcript.objects.filter(call=OuterRef("pk"))
+    latest = lines.order_by("-start_ms", "-sequence")
+    count = lines.order_by().values("call").annotate(n=Count("pk")).values("n")
+    return (
+        Call.objects.filter(status__in=ACTIVE_STATUSES)
+        .select_related("analytics", "metadata")
+        .annotate(
+            transcript_lines=Coalesce(Subquery(count), Value(0)),
+            last_speaker=Subquery(latest.values("speaker")[:1]),
+            last_text=Subquery(latest.values("text")[:1]),
+        )
+        .order_by("started_at", "pk")
+    )
+
+
+def calls_recently_ended(*, limit: int = 10) -> QuerySet[Call]:
+    """The last calls to finish, newest first: the live page's "just ended" list on load."""
+    finished = Call.objects.filter(status__in=TERMINAL_STATUSES, ended_at__isnull=False)
+    return finished.select_related("analytics").order_by("-ended_at", "-pk")[:limit]

@@ -1,0 +1,512 @@
+"""The back-office beyond Django's stock pages: the call sheet shown on a call's page, the
+analytics page and the live calls page. Reads go through calls.selectors; nothing here writes.
+
+calls.admin wires these into the Call admin (URLs, permission checks, the admin's context).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+from django import forms
+from django.core.exceptions import ObjectDoesNotExist
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from calls import admin_charts as charts
+from calls import selectors
+from calls.models import Call, CallNote, CallStatus, Recording, Sentiment
+from calls.selectors import Interval
+
+# A second of dead air after the caller stops is where callers start saying "hello?": the
+# lists flag average response latency above it.
+SLOW_RESPONSE_MS = 1000
+CHANGELIST = "admin:calls_call_changelist"
+
+# --- small formatting shared by the pages ---------------------------------------------------
+
+
+def related_or_none(call: Call, name: str) -> Any:
+    """A one-to-one row of the call (analytics, metadata), or None for calls without one."""
+    try:
+        return getattr(call, name)
+    except ObjectDoesNotExist:
+        return None
+
+
+def duration_text(seconds: float | None) -> str:
+    return "-" if seconds is None else charts.clock(seconds * 1000)
+
+
+def status_badge(status: str) -> SafeString:
+    label = CallStatus(status).label if status in CallStatus.values else status
+    return format_html('<span class="bo-badge bo-status--{}">{}</span>', status, label)
+
+
+def sentiment_badge(label: str, score: float | None) -> SafeString:
+    """Coloured by label; the score (-1..1) is in the tooltip, for who wants the number."""
+    if not label:
+        return format_html('<span class="bo-badge bo-sentiment--unknown">{}</span>', "unknown")
+    title = "" if score is None else f"score {score:+.2f}"
+    return format_html(
+        '<span class="bo-badge bo-sentiment--{}" title="{}">{}</span>', label, title, label
+    )
+
+
+def latency_text(ms: float | None) -> SafeString:
+    if ms is None:
+        return format_html('<span class="bo-quiet">{}</span>', "-")
+    css = "bo-slow" if ms > SLOW_RESPONSE_MS else ""
+    return format_html('<span class="{}">{} ms</span>', css, f"{ms:.0f}")
+
+
+def _number(value: float | None, unit: str = "", digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}{unit}"
+
+
+def _cost(value: Decimal | None) -> str:
+    return "-" if value is None else f"${value:,.4f}"
+
+
+# --- the call page ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Turn:
+    speaker: str
+    text: str
+    start_ms: int
+    end_ms: int
+    stamp: str
+    interrupted: bool
+    heard: str  # how much of an interrupted agent turn the caller heard
+
+
+@dataclass(frozen=True)
+class CallSheet:
+    call: Call
+    analytics: Any
+    metadata: Any
+    recording: Recording | None
+    audio_url: str
+    download_url: str
+    turns: list[Turn]
+    timeline: charts.Timeline | None
+    analytics_rows: list[tuple[str, Any]]
+    metadata_rows: list[tuple[str, str]]
+    custom_json: str
+    notes: list[CallNote]
+    caller_calls_url: str
+    status_badge: SafeString
+    sentiment_badge: SafeString
+    duration: str
+    location: str
+    latency: SafeString
+
+
+def _turns(call: Call) -> list[Turn]:
+    return [
+        Turn(
+            speaker=line.speaker,
+            text=line.text,
+            start_ms=line.start_ms,
+            end_ms=line.end_ms,
+            stamp=charts.clock(line.start_ms),
+            interrupted=line.interrupted,
+            heard=f"{(line.end_ms - line.start_ms) / 1000:.1f} s" if line.interrupted else "",
+        )
+        # Prefetched in spoken order by selectors.call_detail_list.
+        for line in call.transcripts.all()
+    ]
+
+
+def _analytics_rows(analytics: Any) -> list[tuple[str, Any]]:
+    if analytics is None:
+        return []
+    a = analytics
+    latency = " / ".join(
+        _number(v) for v in (a.latency_ms_avg, a.latency_ms_p50, a.latency_ms_p95, a.latency_ms_max)
+    )
+    return [
+        ("Sentiment", sentiment_badge(a.sentiment_label, a.sentiment_score)),
+        ("Talk time caller / agent / silence", f"{a.caller_talk_s:.1f} s / "
+         f"{a.agent_talk_s:.1f} s / {a.silence_s:.1f} s"),
+        ("Turns", a.turns),
+        ("Interruptions (barge-ins)", a.interruptions),
+        ("Response latency avg / p50 / p95 / max", f"{latency} ms"),
+        ("Model reconnects", a.reconnects),
+        ("Model errors", a.model_errors),
+        ("Frames missing / malformed", f"{a.frames_missing} / {a.frames_malformed}"),
+        ("Audio tokens in / out", f"{a.input_audio_tokens:,} / {a.output_audio_tokens:,}"),
+        ("Text tokens in / out (cached in)", f"{a.input_text_tokens:,} / "
+         f"{a.output_text_tokens:,} ({a.cached_input_tokens:,})"),
+        ("Estimated cost", _cost(a.estimated_cost_usd)),
+    ]  # fmt: skip
+
+
+def location_text(metadata: Any) -> str:
+    if metadata is None:
+        return ""
+    return ", ".join(part for part in (metadata.city, metadata.state, metadata.country) if part)
+
+
+def _metadata_rows(metadata: Any) -> list[tuple[str, str]]:
+    if metadata is None:
+        return []
+    m = metadata
+    return [
+        ("Caller name", m.caller_name or "-"),
+        ("Location", location_text(m) or "-"),
+        ("Language", m.language or "-"),
+        ("Device", m.device or "-"),
+        ("Jitter", _number(m.jitter_ms, " ms", 1)),
+        ("Frames missing / late", f"{m.frames_missing} / {m.frames_late}"),
+    ]
+
+
+def call_sheet(call: Call) -> CallSheet:
+    """Everything the call page shows above its form, from a call fetched with
+    selectors.call_detail_list (no further queries)."""
+    analytics = related_or_none(call, "analytics")
+    metadata = related_or_none(call, "metadata")
+    recordings = list(call.recordings.all())
+    recording = recordings[-1] if recordings else None  # the newest, as the API serves
+    audio_url = download_url = ""
+    if recording is not None:
+        base = reverse("api:call-recording", kwargs={"pk": call.pk})
+        audio_url = f"{base}?{urlencode({'recording': recording.pk})}"
+        download_url = f"{audio_url}&download=true"
+    turns = _turns(call)
+    spoken_ms = int(1000 * (recording.duration_s if recording else call.duration_s or 0))
+    timeline = (
+        charts.call_timeline(spoken=list(call.transcripts.all()), duration_ms=spoken_ms)
+        if turns
+        else None
+    )
+    custom = metadata.custom if metadata is not None else {}
+    return CallSheet(
+        call=call,
+        analytics=analytics,
+        metadata=metadata,
+        recording=recording,
+        audio_url=audio_url,
+        download_url=download_url,
+        turns=turns,
+        timeline=timeline,
+        analytics_rows=_analytics_rows(analytics),
+        metadata_rows=_metadata_rows(metadata),
+        custom_json=json.dumps(custom, indent=2, sort_keys=True, default=str) if custom else "",
+        notes=list(call.note_entries.all()),
+        caller_calls_url=(
+            f"{reverse(CHANGELIST)}?{urlencode({'q': call.caller})}" if call.caller else ""
+        ),
+        status_badge=status_badge(call.status),
+        sentiment_badge=sentiment_badge(
+            analytics.sentiment_label if analytics else "",
+            analytics.sentiment_score if analytics else None,
+        ),
+        duration=duration_text(call.duration_s),
+        location=location_text(metadata),
+        latency=latency_text(analytics.latency_ms_avg if analytics else None),
+    )
+
+
+# --- the analytics page -----------------------------------------------------------------------
+
+# More bars than this stop being readable at the chart's width (a year of days still fits).
+MAX_CHART_BUCKETS = 400
+DEFAULT_PERIOD_DAYS = 30
+QUICK_PERIODS_DAYS = (7, 30, 90)
+_BUCKETS_PER_DAY = {Interval.HOUR: 24.0, Interval.DAY: 1.0, Interval.WEEK: 1 / 7}
+_BUCKET_LABEL = {
+    Interval.HOUR: "%d %b %H:00",
+    Interval.DAY: "%a %d %b",
+    Interval.WEEK: "week of %d %b",
+}
+_PER = {Interval.HOUR: "hour", Interval.DAY: "day", Interval.WEEK: "week"}
+
+
+class PeriodForm(forms.Form):
+    start = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
+    end = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
+    interval = forms.ChoiceField(
+        choices=[
+            (Interval.DAY, "per day"),
+            (Interval.WEEK, "per week"),
+            (Interval.HOUR, "per hour"),
+        ]
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        start, end, interval = cleaned.get("start"), cleaned.get("end"), cleaned.get("interval")
+        if start and end and end < start:
+            self.add_error("end", "The period ends before it starts.")
+        elif start and end and interval:
+            buckets = ((end - start).days + 1) * _BUCKETS_PER_DAY[Interval(interval)]
+            if buckets > MAX_CHART_BUCKETS:
+                self.add_error(
+                    "interval",
+                    f"That is about {buckets:.0f} bars; charts show at most {MAX_CHART_BUCKETS}. "
+                    "Choose a shorter period or a longer interval.",
+                )
+        return cleaned
+
+    def period(self) -> tuple[dt.datetime, dt.datetime]:
+        """The chosen days as an inclusive period in the current time zone."""
+        start = dt.datetime.combine(self.cleaned_data["start"], dt.time.min)
+        end = dt.datetime.combine(self.cleaned_data["end"], dt.time.max)
+        return timezone.make_aware(start), timezone.make_aware(end)
+
+
+def _default_period(days: int = DEFAULT_PERIOD_DAYS) -> dict[str, str]:
+    today = timezone.localdate()
+    start = today - dt.timedelta(days=days - 1)
+    return {"start": start.isoformat(), "end": today.isoformat(), "interval": Interval.DAY}
+
+
+def _calls_url(**params: Any) -> str:
+    """The call list filtered by the given lookups (dates as ISO 8601, as the admin takes them)."""
+    query = {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in params.items()}
+    return f"{reverse(CHANGELIST)}?{urlencode(query)}"
+
+
+def _bucket_links(report: selectors.AnalyticsReport) -> list[str]:
+    """Each bucket's calls in the list: from its start (or the period's) to the next bucket's."""
+    starts = [entry["bucket"] for entry in report.series]
+    links = []
+    for index, start in enumerate(starts):
+        since = max(start, report.start)
+        if index + 1 < len(starts):
+            links.append(_calls_url(started_at__gte=since, started_at__lt=starts[index + 1]))
+        else:
+            links.append(_calls_url(started_at__gte=since, started_at__lte=report.end))
+    return links
+
+
+def _minutes(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds / 60
+
+
+def _report_charts(report: selectors.AnalyticsReport) -> dict[str, Any]:
+    interval = Interval(report.interval)
+    labels = [
+        timezone.localtime(entry["bucket"]).strftime(_BUCKET_LABEL[interval])
+        for entry in report.series
+    ]
+    column = {key: [entry[key] for entry in report.series] for key in report.series[0]}
+    other = [
+        calls - done - failed - unanswered
+        for calls, done, failed, unanswered in zip(
+            column["calls"],
+            column["completed"],
+            column["failed"],
+            column["unanswered"],
+            strict=True,
+        )
+    ]
+    count = lambda v: f"{v:,.0f}"  # noqa: E731
+    calls_chart = charts.stacked_bars(
+        title=f"Calls per {_PER[interval]}",
+        categories=labels,
+        series=[
+            charts.Series("completed", "bo-fill-completed", column["completed"]),
+            charts.Series("failed", "bo-fill-failed", column["failed"]),
+            charts.Series("unanswered", "bo-fill-unanswered", column["unanswered"]),
+            charts.Series("other (in progress)", "bo-fill-other", other),
+        ],
+        fmt=count,
+        links=_bucket_links(report),
+        min_step=1,
+    )
+    latency_chart = charts.lines(
+        title="Response latency (ms)",
+        categories=labels,
+        series=[
+            charts.Series("average", "bo-line-avg", column["latency_ms_avg"]),
+            charts.Series("p95 of call averages", "bo-line-p95", column["latency_ms_p95"]),
+        ],
+        fmt=lambda v: f"{v:,.0f} ms",
+    )
+    talk_chart = charts.stacked_bars(
+        title=f"Talk time per {_PER[interval]} (minutes)",
+        categories=labels,
+        series=[
+            charts.Series(party, f"bo-fill-{party}", [_minutes(v) for v in column[key]])
+            for party, key in (
+                ("caller", "caller_talk_s"),
+                ("agent", "agent_talk_s"),
+                ("silence", "silence_s"),
+            )
+        ],
+        fmt=lambda v: f"{v:,.1f} min",
+    )
+    return {"labels": labels, "charts": [calls_chart, latency_chart, talk_chart]}
+
+
+def _sentiment_shares(report: selectors.AnalyticsReport) -> list[charts.Share]:
+    counts = report.totals["sentiment"]
+    period = {"started_at__gte": report.start, "started_at__lte": report.end}
+    return charts.shares(
+        [
+            (label, f"bo-fill-{label}", counts[label], _calls_url(sentiment=label, **period))
+            for label in (*Sentiment.values, "unknown")
+        ]
+    )
+
+
+def _tiles(totals: Mapping[str, Any]) -> list[tuple[str, str]]:
+    talk_s = totals["caller_talk_s"] + totals["agent_talk_s"]
+    talk = f"{talk_s / 3600:,.1f} h" if talk_s >= 3600 else f"{talk_s / 60:,.1f} min"
+    return [
+        ("Calls", f"{totals['calls']:,}"),
+        ("Completed", f"{totals['completed']:,}"),
+        ("Failed / unanswered", f"{totals['failed']:,} / {totals['unanswered']:,}"),
+        ("Average duration", duration_text(totals["duration_s_avg"])),
+        ("Response latency avg", _number(totals["latency_ms_avg"], " ms")),
+        ("Response latency p95", _number(totals["latency_ms_p95"], " ms")),
+        ("Barge-ins per call", _number(totals["interruptions_per_call"], "", 2)),
+        ("Talk time", talk),
+        ("Estimated cost", _cost(totals["estimated_cost_usd"])),
+    ]
+
+
+def _table(labels: Sequence[str], report: selectors.AnalyticsReport) -> list[list[str]]:
+    return [
+        [
+            label,
+            f"{e['calls']:,}",
+            f"{e['completed']:,}",
+            f"{e['failed']:,}",
+            f"{e['unanswered']:,}",
+            duration_text(e["duration_s_avg"]),
+            _number(e["latency_ms_avg"], " ms"),
+            _number(e["latency_ms_p95"], " ms"),
+            _number(e["caller_talk_s"] / 60, " min", 1),
+            _number(e["agent_talk_s"] / 60, " min", 1),
+            " / ".join(str(e["sentiment"][k]) for k in (*Sentiment.values, "unknown")),
+        ]
+        for label, e in zip(labels, report.series, strict=True)
+    ]
+
+
+def analytics_page(request: HttpRequest, *, context: dict[str, Any]) -> TemplateResponse:
+    form = PeriodForm(request.GET if "start" in request.GET else _default_period())
+    quick = [(days, f"?{urlencode(_default_period(days))}") for days in QUICK_PERIODS_DAYS]
+    context.update(form=form, quick_periods=quick)
+    if form.is_valid():
+        start, end = form.period()
+        report = selectors.call_analytics(
+            start=start, end=end, interval=form.cleaned_data["interval"]
+        )
+        drawn = _report_charts(report)
+        context.update(
+            report=report,
+            tiles=_tiles(report.totals),
+            charts=drawn["charts"],
+            sentiment=_sentiment_shares(report),
+            share_width=charts.WIDTH,
+            table=_table(drawn["labels"], report),
+            period_calls_url=_calls_url(started_at__gte=start, started_at__lte=end),
+        )
+    return TemplateResponse(request, "admin/calls/call/analytics.html", context)
+
+
+# --- the live calls page ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveRow:
+    call: Call
+    started_ms: int
+    status_badge: SafeString
+    lines: int
+    interruptions: int
+    last_speaker: str
+    last_text: str
+
+
+@dataclass(frozen=True)
+class EndedRow:
+    call: Call
+    sentiment_badge: SafeString
+    interruptions: int | None
+    latency: SafeString
+
+
+def _epoch_ms(moment: dt.datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def live_rows() -> list[LiveRow]:
+    rows = []
+    for call in selectors.active_calls():
+        analytics = related_or_none(call, "analytics")
+        rows.append(
+            LiveRow(
+                call=call,
+                started_ms=_epoch_ms(call.answered_at or call.started_at),
+                status_badge=status_badge(call.status),
+                lines=call.transcript_lines,
+                interruptions=analytics.interruptions if analytics else 0,
+                last_speaker=call.last_speaker or "",
+                last_text=call.last_text or "",
+            )
+        )
+    return rows
+
+
+def ended_rows() -> list[EndedRow]:
+    rows = []
+    for call in selectors.calls_recently_ended():
+        analytics = related_or_none(call, "analytics")
+        rows.append(
+            EndedRow(
+                call=call,
+                sentiment_badge=sentiment_badge(
+                    analytics.sentiment_label if analytics else "",
+                    analytics.sentiment_score if analytics else None,
+                ),
+                interruptions=analytics.interruptions if analytics else None,
+                latency=latency_text(analytics.latency_ms_avg if analytics else None),
+            )
+        )
+    return rows
+
+
+LIVE_ROWS_TEMPLATE = "admin/calls/call/live_rows.html"
+PLACEHOLDER_ID = uuid.UUID(int=0)
+
+
+def live_page(request: HttpRequest, *, context: dict[str, Any]) -> TemplateResponse:
+    """The page, or with ?fragment=rows only its table rows: the script re-reads them when the
+    feed (re)connects or announces a call it has no row for, so rows are drawn in one place."""
+    if request.GET.get("fragment") == "rows":
+        # Never cached: admin_view marks every admin response no-store.
+        return TemplateResponse(request, LIVE_ROWS_TEMPLATE, {"rows": live_rows()})
+    context.update(
+        rows=live_rows(),
+        ended=ended_rows(),
+        rows_template=LIVE_ROWS_TEMPLATE,
+        feed_url=reverse("api:status"),
+        rows_url=f"{request.path}?fragment=rows",
+        # The script swaps the placeholder id for a call's own to link to its page.
+        change_url_template=reverse("admin:calls_call_change", args=[PLACEHOLDER_ID]),
+        placeholder_id=PLACEHOLDER_ID,
+        server_now_ms=_epoch_ms(timezone.now()),
+        time_zone=timezone.get_current_timezone_name(),
+    )
+    return TemplateResponse(request, "admin/calls/call/live.html", context)
