@@ -350,3 +350,37 @@ def test_a_reply_lost_in_a_drop_is_asked_for_again(live_bridge) -> None:
     rows = call_rows(finished_call(run.report.call_id))
     assert rows.analytics.reconnects == 1
     assert [line.speaker for line in rows.transcripts] == ["caller", "agent"]
+
+
+def test_a_frame_flood_is_cut_off_and_the_call_is_kept(live_bridge) -> None:
+    async def scenario(model, caller):
+        await caller.place_call()
+        await caller.connect_stream()
+        await caller.run([Silence(0.3), Speak(1.0, seed=1)])
+        frame = (
+            '{"event": "media", "media": {"track": "inbound", "chunk": "1", "timestamp": "0", '
+            '"payload": "' + "/" * 216 + '"}, "streamSid": "' + caller.stream_sid + '"}'
+        )
+        with contextlib.suppress(Exception):
+            for _ in range(5000):  # as fast as the socket takes them: ~100x Twilio's rate
+                await caller.ws.send(frame)
+        await asyncio.wait_for(caller._closed.wait(), 15)
+        return caller.close_code, caller.call_id
+
+    code, call_id = live_bridge.run(scenario)
+    assert code == POLICY_VIOLATION
+    call = finished_call(call_id)
+    assert call.end_reason == "media stream closed: frame flood"
+    assert call_rows(call).recording is not None
+
+
+def test_frame_budget_refills_at_its_rate() -> None:
+    from telephony.consumer import FrameBudget
+
+    budget = FrameBudget(rate=50, burst=10)
+    budget.updated = 0.0
+    assert all(budget.take(0.0) for _ in range(10))
+    assert not budget.take(0.0)  # the burst is spent
+    assert budget.take(0.02)  # 20 ms later: one frame's worth
+    assert not budget.take(0.02)
+    assert sum(budget.take(10.0) for _ in range(100)) == 10  # refills to the burst, no more
