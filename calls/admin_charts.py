@@ -77,26 +77,29 @@ class Line:
     dots: list[Dot]
 
 
+# About the size a chart is shown at, so its text is drawn at about the page's text size.
+WIDTH, HEIGHT = 520, 220
+LEFT, RIGHT, TOP, BOTTOM = 52.0, 512.0, 10.0, 190.0
+
+
 @dataclass(frozen=True)
 class Chart:
     title: str
-    width: int
-    height: int
-    left: float
-    right: float
-    top: float
-    bottom: float
     y_ticks: list[Tick]
     x_ticks: list[Tick]
     legend: list[Series]
     rects: list[Rect] = field(default_factory=list)
     lines: list[Line] = field(default_factory=list)
     empty: bool = False
+    # Every chart has the same frame; the template reads it from here.
+    width: int = WIDTH
+    height: int = HEIGHT
+    left: float = LEFT
+    right: float = RIGHT
+    top: float = TOP
+    bottom: float = BOTTOM
 
 
-# About the size a chart is shown at, so its text is drawn at about the page's text size.
-WIDTH, HEIGHT = 520, 220
-LEFT, RIGHT, TOP, BOTTOM = 52.0, 512.0, 10.0, 190.0
 # Category labels beyond this many would overlap: label every k-th bucket instead.
 MAX_X_LABELS = 6
 
@@ -166,12 +169,6 @@ def stacked_bars(
             base += value
     return Chart(
         title=title,
-        width=WIDTH,
-        height=HEIGHT,
-        left=LEFT,
-        right=RIGHT,
-        top=TOP,
-        bottom=BOTTOM,
         y_ticks=y_ticks,
         x_ticks=_x_ticks(categories),
         legend=list(series),
@@ -208,12 +205,6 @@ def lines(
         )
     return Chart(
         title=title,
-        width=WIDTH,
-        height=HEIGHT,
-        left=LEFT,
-        right=RIGHT,
-        top=TOP,
-        bottom=BOTTOM,
         y_ticks=y_ticks,
         x_ticks=_x_ticks(categories),
         legend=list(series),

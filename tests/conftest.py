@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -34,6 +34,28 @@ def make_call(db):
         }
         defaults.update(fields)
         return Call.objects.create(**defaults)
+
+    return factory
+
+
+@pytest.fixture
+def make_user(db):
+    """Factory for users with the given "app.codename" permissions; fields override."""
+    from django.contrib.auth.models import Permission, User
+
+    counter = {"n": 0}
+
+    def factory(*perms: str, **fields: Any) -> User:
+        counter["n"] += 1
+        user = User.objects.create_user(
+            username=fields.pop("username", f"user{counter['n']}"), password="pw", **fields
+        )
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            user.user_permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
+        return user
 
     return factory
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
@@ -15,22 +15,12 @@ from calls.models import Analytics, Call, CallMetadata, Recording, Transcript
 
 
 @pytest.fixture
-def make_staff(db) -> Callable[..., User]:
-    """A staff user holding the given permissions ("calls.view_call", ...)."""
-    counter = {"n": 0}
+def make_staff(make_user) -> Callable[..., User]:
+    """Staff users (the admin's only audience) with the given permissions."""
 
     def factory(*perms: str, **fields: Any) -> User:
-        counter["n"] += 1
         fields.setdefault("is_staff", True)
-        user = User.objects.create_user(
-            username=fields.pop("username", f"staff{counter['n']}"), password="pw", **fields
-        )
-        for perm in perms:
-            app_label, codename = perm.split(".")
-            user.user_permissions.add(
-                Permission.objects.get(content_type__app_label=app_label, codename=codename)
-            )
-        return user
+        return make_user(*perms, **fields)
 
     return factory
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -26,25 +26,6 @@ def _fresh_throttle_counts() -> Iterator[None]:
     cache.clear()
     yield
     cache.clear()
-
-
-@pytest.fixture
-def make_user(db) -> Callable[..., User]:
-    counter = {"n": 0}
-
-    def factory(*perms: str, **fields: Any) -> User:
-        counter["n"] += 1
-        user = User.objects.create_user(
-            username=fields.pop("username", f"user{counter['n']}"), password="pw", **fields
-        )
-        for perm in perms:
-            app_label, codename = perm.split(".")
-            user.user_permissions.add(
-                Permission.objects.get(content_type__app_label=app_label, codename=codename)
-            )
-        return user
-
-    return factory
 
 
 @pytest.fixture
