@@ -118,8 +118,14 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
     # --- TwilioSocket for the bridge ------------------------------------------------------------
 
     async def send_text(self, text: str) -> None:
-        if not self._closed:
+        if self._closed:
+            return
+        try:
             await self.base_send({"type": "websocket.send", "text": text})
+        except OSError:
+            # The caller's side is gone (uvicorn raises ClientDisconnected, an OSError); the
+            # websocket.disconnect that follows ends the call. Nothing to send to any more.
+            self._closed = True
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
         if self._closed:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,3 +83,26 @@ def live_bridge(transactional_db, settings, tmp_path: Path) -> Iterator[LiveBrid
     settings.CALL_FINALIZE_GIVE_UP_S = 60.0
     with asgi_server_in_thread(free_port()) as server:
         yield LiveBridge(url=server.url, settings=settings, storage_root=storage_root)
+
+
+class _Errors(logging.Handler):
+    """Collects ERROR records: an exception escaping a consumer is logged at ERROR."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def error_log():
+    handler = _Errors()
+    # Named loggers: Django's and uvicorn's do not propagate to the root.
+    names = ["", "uvicorn", "uvicorn.error", "django", "realtime", "telephony", "calls"]
+    for name in names:
+        logging.getLogger(name).addHandler(handler)
+    yield handler
+    for name in names:
+        logging.getLogger(name).removeHandler(handler)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import threading
 
 import pytest
@@ -83,29 +82,6 @@ async def _throw(caller: SimulatedTwilioCaller, batch: list, *, handshake: bool)
         for frame in batch:
             await ws.send(frame)
     await ws.close()
-
-
-class _Errors(logging.Handler):
-    """Collects ERROR records: an exception escaping a consumer is logged at ERROR."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def error_log():
-    handler = _Errors()
-    # Named loggers: Django's and uvicorn's do not propagate to the root.
-    names = ["", "uvicorn", "uvicorn.error", "django", "realtime", "telephony", "calls"]
-    for name in names:
-        logging.getLogger(name).addHandler(handler)
-    yield handler
-    for name in names:
-        logging.getLogger(name).removeHandler(handler)
 
 
 def test_hostile_frames_never_break_the_server(live_bridge, error_log) -> None:

@@ -90,3 +90,22 @@ def test_outgoing_messages_have_twilio_shapes() -> None:
         "mark": {"name": "m1"},
     }
     assert orjson.loads(tw.clear_message("MZ1")) == {"event": "clear", "streamSid": "MZ1"}
+
+
+def test_sending_to_a_caller_who_already_left_is_not_an_error() -> None:
+    """uvicorn raises ClientDisconnected (an OSError) for a send racing the caller's close;
+    seen under load in a soak. The consumer stops sending; the disconnect ends the call."""
+    import asyncio
+
+    from uvicorn.protocols.utils import ClientDisconnected
+
+    from telephony.consumer import MediaStreamConsumer
+
+    async def gone(message: dict) -> None:
+        raise ClientDisconnected
+
+    consumer = MediaStreamConsumer()
+    consumer.base_send = gone
+    asyncio.run(consumer.send_text('{"event": "clear", "streamSid": "MZ1"}'))
+    assert consumer._closed
+    asyncio.run(consumer.send_text("{}"))  # later sends are skipped quietly
