@@ -271,11 +271,13 @@ class CallBridge:
             self._last_chunk = max(chunk, self._last_chunk)
         if self._session_origin_ms is None:
             self._session_origin_ms = float(media.timestamp_ms)
+        # Forward first: about once a second the recorder writes a block (resampling, file
+        # write), and the frame that triggers it should not wait for it.
+        await self.model.send_audio(media.payload)
         try:
             self.recorder.add_caller(audio, media.timestamp_ms)
         except AudioFormatError as exc:  # e.g. a negative timestamp: keep the audio flowing
             self._count_malformed(exc)
-        await self.model.send_audio(media.payload)
 
     def _on_mark(self, name: str) -> None:
         self._outstanding_marks.discard(name)

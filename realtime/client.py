@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.protocol import State
 
 from audio.convert import OpenAIPcmToTwilio, TwilioToOpenAIPcm
 from audio.errors import AudioFormatError
@@ -329,8 +330,13 @@ class OpenAIRealtimeSession:
                 return
             if not payload_b64:
                 return  # the resampler is filling; this frame comes out with a later one
+        frame = protocol.input_audio_append(payload_b64)
+        if _can_write_now(ws):
+            ws.protocol.send_text(frame)
+            ws.send_data()
+            return
         try:
-            await ws.send(protocol.input_audio_append(payload_b64), text=True)
+            await ws.send(frame, text=True)
         except ConnectionClosed:
             # The receive loop sees the same close and starts the reconnect.
             self.audio_dropped_frames += 1
@@ -370,6 +376,22 @@ class OpenAIRealtimeSession:
         self._closing.set()
         if self._ws is not None:
             await self._ws.close()
+
+
+def _can_write_now(ws: ClientConnection) -> bool:
+    """True when a text frame can go straight to the transport, as `send` would put it there.
+
+    `Connection.send` wraps each frame in an async context manager (state check, write, drain,
+    close handling): about a tenth of the process's CPU at 100 calls, for audio frames that
+    almost always find the socket open and unpaused. This takes the same checks up front and
+    leaves every other case (closing, write buffer full, fragmented send) to `send`.
+    """
+    return (
+        ws.protocol.state is State.OPEN
+        and ws.send_in_progress is None
+        and not ws.paused
+        and not ws.transport.is_closing()
+    )
 
 
 def _status_failure(status: int) -> _AttemptFailed:

@@ -352,12 +352,27 @@ class StandInConnection:
             return
         self.appends += 1
         self.audio += audio
-        await self._listen(self._decode_input(audio))
+        if self.standin.echo:
+            await self._echo(payload["audio"], audio)
+        else:
+            await self._listen(self._decode_input(audio))
         faults = self.faults
         if faults is not None and faults.drop_after_appends == self.appends:
             await self.drop()
         elif faults is not None and faults.stall_after_appends == self.appends:
             await self.stall()
+
+    async def _echo(self, audio_b64: str, audio: bytes) -> None:
+        """Echo mode: the frame comes straight back, on an item of its own per connection."""
+        self.vad.samples += len(audio) // (1 if self.input_codec == "pcmu" else 2)
+        await self.emit(
+            "response.output_audio.delta",
+            response_id=f"resp_echo{self.index}",
+            item_id=f"item_echo{self.index}",
+            output_index=0,
+            content_index=0,
+            delta=audio_b64,
+        )
 
     def _decode_input(self, audio: bytes) -> np.ndarray:
         if self.input_codec == "pcmu":

@@ -85,7 +85,8 @@ class RealtimeStandIn:
     Each connection (session) answers with `replies` in turn and transcribes caller turns as
     `caller_lines` in turn, both cycling and both starting over on a new connection. `speed` is
     how many times faster than real time replies stream (0: no pauses at all). `faults` may be
-    replaced at any time and applies to the following handshakes.
+    replaced at any time and applies to the following handshakes. With `echo`, every appended
+    frame comes straight back as a `response.output_audio.delta` instead.
     """
 
     def __init__(
@@ -100,6 +101,7 @@ class RealtimeStandIn:
         first_audio_delay_s: float = 0.1,
         vad_start_ms: int = 100,
         faults: Faults | None = None,
+        echo: bool = False,
     ) -> None:
         if not replies or not caller_lines:
             raise ValueError("replies and caller_lines must not be empty")
@@ -112,6 +114,9 @@ class RealtimeStandIn:
         self.first_audio_delay_s = first_audio_delay_s
         self.vad_start_ms = vad_start_ms
         self.faults = faults or Faults()
+        # Echo mode (load tests): each appended frame comes straight back as output audio,
+        # with no VAD and no scripted replies, so both directions carry every frame.
+        self.echo = echo
         self.connections: list[StandInConnection] = []
         self.handshakes: list[Handshake] = []
         self._server: Server | None = None
@@ -296,17 +301,15 @@ def _json_response(
     return response
 
 
-async def serve_forever(host: str, port: int, speed: float) -> None:
+async def serve_forever(host: str, port: int, speed: float, echo: bool = False) -> None:
     """Run a stand-in until SIGINT or SIGTERM (what `make run` starts in development)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with RealtimeStandIn(host=host, port=port, speed=speed) as standin:
-        print(
-            f"realtime stand-in listening on {standin.url} (scripted replies, not OpenAI)",
-            flush=True,
-        )
+    async with RealtimeStandIn(host=host, port=port, speed=speed, echo=echo) as standin:
+        what = "echoing caller audio" if echo else "scripted replies"
+        print(f"realtime stand-in listening on {standin.url} ({what}, not OpenAI)", flush=True)
         await stop.wait()
 
 
@@ -320,8 +323,11 @@ def main(argv: list[str] | None = None) -> int:
         default=4.0,
         help="how many times faster than real time replies stream",
     )
+    parser.add_argument(
+        "--echo", action="store_true", help="send every appended frame straight back as audio"
+    )
     args = parser.parse_args(argv)
-    asyncio.run(serve_forever(args.host, args.port, args.speed))
+    asyncio.run(serve_forever(args.host, args.port, args.speed, args.echo))
     return 0
 
 

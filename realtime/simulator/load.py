@@ -1,0 +1,891 @@
+"""Load generator: many simulated Twilio calls against a running bridge, timed frame by frame.
+
+`manage.py loadtest` and `make bench` drive this. One process holds both ends the server talks
+to, so every timestamp is on one clock:
+
+* `LoadStandIn`, a lean realtime stand-in: the handshake, `session.created`/`session.updated`,
+  and, with `echo`, each `input_audio_buffer.append` sent straight back as a
+  `response.output_audio.delta` carrying the same base64 audio.
+* `LoadCall`s: the signed incoming-call webhook (through `SimulatedTwilioCaller`), then the
+  media stream: `connected`, `start`, one 20 ms mu-law frame every 20 ms on an absolute
+  schedule, marks echoed once their audio has played, `stop` at the end.
+
+Why not the full `RealtimeStandIn` and the `websockets` library here: both do per-message work
+that tests want (every event kept, VAD, asyncio streams) and that at 200 calls, 10,000 frames a
+second each way, would make the generator the bottleneck. Both ends here are raw asyncio
+protocols with pre-built frames, so the generator stays far from its own limit.
+
+Tagging. The first 6 bytes of each caller frame are the call index (2 bytes) and the frame
+number (4 bytes); any byte is a valid mu-law sample, so the frame stays valid audio. Six bytes
+are exactly 8 base64 characters, so the tag is read from the first 8 characters of the payload
+without decoding the rest, and the untagged remainder's base64 is built once. The bridge passes
+mu-law through (`audio/pcmu`), so the stand-in sees the tag (inbound time) and, echoed, the
+caller sees it again (outbound time).
+
+Generator lag is how late each frame leaves against its schedule; a run whose lag p99 exceeds
+`MAX_VALID_LAG_MS` measured the generator, not the server, and is marked invalid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import os
+import secrets
+import struct
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from twilio.request_validator import RequestValidator
+from websockets.speedups import apply_mask
+
+from realtime.simulator.caller import SimulatedTwilioCaller
+
+FRAME_S = 0.020
+FRAME_BYTES = 160
+TAG = struct.Struct(">HI")  # call index, frame number: 6 bytes = 8 base64 characters
+TAG_B64_CHARS = 8
+MAX_VALID_LAG_MS = 5.0
+RSS_SERIES_S = 5.0
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+# A quiet, not silent, body: a low-level pattern of mu-law codes (the tag precedes it).
+BODY = bytes(0xF0 + (i % 8) for i in range(FRAME_BYTES - TAG.size))
+BODY_B64 = base64.b64encode(BODY)
+MEDIA_PREFIX = b'{"event":"media","sequenceNumber":"'
+MARK_PREFIX = b'{"event":"mark",'
+PAYLOAD_KEY = b'"payload":'
+APPEND_TYPE = b'"input_audio_buffer.append"'
+AUDIO_KEY = b'"audio":'
+
+
+# --- WebSocket framing (RFC 6455), the few parts these two ends need ---------------------------
+
+
+def ws_frame(payload: bytes, opcode: int = 1, *, masked: bool) -> bytes:
+    """One unfragmented frame. A client must mask; an all-zero mask key is valid and costs no
+    XOR, so the caller's frames are built without touching the payload."""
+    size = len(payload)
+    mask_bit = 0x80 if masked else 0
+    if size < 126:
+        header = bytes((0x80 | opcode, mask_bit | size))
+    elif size < 65536:
+        header = bytes((0x80 | opcode, mask_bit | 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((0x80 | opcode, mask_bit | 127)) + size.to_bytes(8, "big")
+    return header + (b"\0\0\0\0" if masked else b"") + payload
+
+
+def ws_accept(key: bytes) -> bytes:
+    return base64.b64encode(hashlib.sha1(key + WS_GUID).digest())  # noqa: S324 - RFC 6455
+
+
+class FrameReader:
+    """Splits a byte stream into (opcode, payload) frames, unmasking client frames."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        buf = self.buffer
+        buf += data
+        frames: list[tuple[int, bytes]] = []
+        pos = 0
+        end = len(buf)
+        while end - pos >= 2:
+            opcode = buf[pos] & 0x0F
+            masked = buf[pos + 1] & 0x80
+            size = buf[pos + 1] & 0x7F
+            head = pos + 2
+            if size == 126:
+                if end - head < 2:
+                    break
+                size = int.from_bytes(buf[head : head + 2], "big")
+                head += 2
+            elif size == 127:
+                if end - head < 8:
+                    break
+                size = int.from_bytes(buf[head : head + 8], "big")
+                head += 8
+            mask_end = head + (4 if masked else 0)
+            if end - mask_end < size:
+                break
+            payload = bytes(buf[mask_end : mask_end + size])
+            if masked:
+                payload = apply_mask(payload, bytes(buf[head:mask_end]))
+            frames.append((opcode, payload))
+            pos = mask_end + size
+        if pos:
+            del buf[:pos]
+        return frames
+
+
+# --- measurements --------------------------------------------------------------------------------
+
+
+@dataclass
+class CallTimes:
+    """One call's frame times; `sent[n]` is when frame n left the caller."""
+
+    sent: list[float] = field(default_factory=list)
+    at_standin: dict[int, float] = field(default_factory=dict)
+    at_caller: dict[int, float] = field(default_factory=dict)
+    last_in: int = -1
+    last_out: int = -1
+    reordered_in: int = 0
+    reordered_out: int = 0
+    foreign: int = 0  # frames of another call: cross-talk, a serious bug
+
+
+@dataclass
+class Stats:
+    """Everything measured in one run, shared by both ends."""
+
+    calls: list[CallTimes] = field(default_factory=list)
+    inbound_ms: list[float] = field(default_factory=list)
+    outbound_ms: list[float] = field(default_factory=list)
+    lag_ms: list[float] = field(default_factory=list)
+    window: tuple[float, float] = (float("inf"), float("inf"))
+    # With `end_half`: the other calls' frames while half the calls end.
+    ending_inbound_ms: list[float] = field(default_factory=list)
+    ending_outbound_ms: list[float] = field(default_factory=list)
+    ending_window: tuple[float, float] = (float("inf"), float("inf"))
+
+    def in_window(self, t: float) -> bool:
+        return self.window[0] <= t < self.window[1]
+
+    def in_ending(self, t: float) -> bool:
+        return self.ending_window[0] <= t < self.ending_window[1]
+
+
+def read_tag(b64: bytes | bytearray, start: int) -> tuple[int, int] | None:
+    try:
+        return TAG.unpack(binascii.a2b_base64(b64[start : start + TAG_B64_CHARS]))
+    except (binascii.Error, struct.error):
+        return None
+
+
+# --- the stand-in ---------------------------------------------------------------------------------
+
+
+class StandInProtocol(asyncio.Protocol):
+    """One model socket from the bridge: the Realtime GA session as far as the bridge needs."""
+
+    def __init__(self, server: LoadStandIn) -> None:
+        self.server = server
+        self.reader = FrameReader()
+        self.transport: asyncio.Transport | None = None
+        self.handshake = bytearray()
+        self.open = False
+        self.item = f"item_load{secrets.token_hex(6)}".encode()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if not self.open:
+            self._handshake(data)
+            return
+        for opcode, payload in self.reader.feed(data):
+            if opcode == 1:
+                self._on_text(payload)
+            elif opcode == 9:
+                self._write(ws_frame(payload, 10, masked=False))
+            elif opcode == 8:
+                self._write(ws_frame(payload[:2], 8, masked=False))
+                assert self.transport is not None
+                self.transport.close()
+
+    def _write(self, frame: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(frame)
+
+    def _handshake(self, data: bytes) -> None:
+        self.handshake += data
+        head, sep, rest = bytes(self.handshake).partition(b"\r\n\r\n")
+        if not sep:
+            return
+        headers = dict(line.split(b":", 1) for line in head.split(b"\r\n")[1:] if b":" in line)
+        lowered = {k.strip().lower(): v.strip() for k, v in headers.items()}
+        key = lowered.get(b"sec-websocket-key", b"")
+        self._write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + ws_accept(key) + b"\r\n\r\n"
+        )
+        self.open = True
+        self.server.connections += 1
+        self._send_event({"type": "session.created", "session": {"type": "realtime"}})
+        if rest:
+            self.data_received(rest)
+
+    def _send_event(self, event: dict[str, Any]) -> None:
+        event = {"event_id": f"event_{secrets.token_hex(6)}", **event}
+        self._write(ws_frame(orjson.dumps(event), masked=False))
+
+    def _on_text(self, message: bytes) -> None:
+        # The bridge builds appends with orjson: the type is the first field. Everything else
+        # (session.update, truncate, cancel) is rare and decoded properly.
+        if APPEND_TYPE in message[:40]:
+            self._on_append(message)
+            return
+        with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+            event = orjson.loads(message)
+            if event.get("type") == "session.update":
+                self._send_event({"type": "session.updated", "session": event.get("session")})
+
+    def _on_append(self, message: bytes) -> None:
+        now = time.monotonic()
+        # Compact JSON (orjson) or not (json.dumps, as the yardstick sends it).
+        start = message.index(b'"', message.index(AUDIO_KEY) + len(AUDIO_KEY)) + 1
+        tag = read_tag(message, start)
+        if tag is not None:
+            self.server.stats_arrival(tag, now)
+        if self.server.echo:
+            audio = message[start : message.index(b'"', start)]
+            self._write(
+                ws_frame(
+                    b'{"type":"response.output_audio.delta","event_id":"event_load",'
+                    b'"response_id":"resp_load","item_id":"' + self.item + b'",'
+                    b'"output_index":0,"content_index":0,"delta":"' + audio + b'"}',
+                    masked=False,
+                )
+            )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+
+class LoadStandIn:
+    """The lean stand-in server. `echo`: every appended frame comes straight back."""
+
+    def __init__(self, stats: Stats, *, echo: bool, host: str = "127.0.0.1", port: int = 0):
+        self.stats = stats
+        self.echo = echo
+        self.host = host
+        self.requested_port = port
+        self.connections = 0
+        self._server: asyncio.AbstractServer | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}/v1/realtime"
+
+    def stats_arrival(self, tag: tuple[int, int], now: float) -> None:
+        index, number = tag
+        stats = self.stats
+        if index >= len(stats.calls):
+            return
+        call = stats.calls[index]
+        call.at_standin[number] = now
+        if number < call.last_in:
+            call.reordered_in += 1
+        call.last_in = max(call.last_in, number)
+        if number < len(call.sent) and stats.in_window(call.sent[number]):
+            stats.inbound_ms.append((now - call.sent[number]) * 1000.0)
+            if stats.in_ending(call.sent[number]):
+                stats.ending_inbound_ms.append((now - call.sent[number]) * 1000.0)
+
+    async def start(self) -> LoadStandIn:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: StandInProtocol(self), self.host, self.requested_port, backlog=1024
+        )
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+
+# --- the callers ---------------------------------------------------------------------------------
+
+
+class CallProtocol(asyncio.Protocol):
+    """The media stream of one call, as Twilio's side of it."""
+
+    def __init__(self, call: LoadCall) -> None:
+        self.call = call
+        self.reader = FrameReader()
+        self.transport: asyncio.Transport | None = None
+        self.upgraded: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.head = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if not self.upgraded.done():
+            self.head += data
+            head, sep, rest = bytes(self.head).partition(b"\r\n\r\n")
+            if not sep:
+                return
+            self.upgraded.set_result(head.startswith(b"HTTP/1.1 101"))
+            data = rest
+        for opcode, payload in self.reader.feed(data):
+            if opcode == 1:
+                self.call.on_text(payload)
+            elif opcode == 9:
+                self.write(ws_frame(payload, 10, masked=True))
+            elif opcode == 8:
+                self.call.server_closed = not self.call.hanging_up
+                self.write(ws_frame(payload[:2], 8, masked=True))
+                assert self.transport is not None
+                self.transport.close()
+
+    def write(self, frame: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(frame)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if not self.upgraded.done():
+            self.upgraded.set_result(False)
+        if not self.closed.done():
+            self.closed.set_result(None)
+        if not self.call.hanging_up:
+            self.call.server_closed = True
+
+
+class LoadCall:
+    """One simulated call: webhook, stream, paced frames, echoed marks, hang-up."""
+
+    def __init__(self, index: int, stats: Stats, config: LoadConfig) -> None:
+        self.index = index
+        self.stats = stats
+        self.times = stats.calls[index]
+        self.config = config
+        self.caller = SimulatedTwilioCaller(
+            config.url, auth_token=config.auth_token, public_base_url=config.public_base_url
+        )
+        self.stream_sid = self.caller.stream_sid.encode()
+        self.protocol: CallProtocol | None = None
+        self.error: str | None = None
+        self.server_closed = False
+        self.hanging_up = False
+        self.ended_early = False
+        self.sending = False
+        self.sequence = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.next_at = 0.0
+        self.t0 = 0.0
+        self.play_end = 0.0
+        # (when it has played, the mark JSON after its "event" key), in playback order
+        self.marks: list[tuple[float, bytes]] = []
+        self.media_in = 0
+
+    # --- setting up ---------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        stream = await self.caller.place_call()
+        parts = urllib.parse.urlsplit(self.caller.stream_connect_url())
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.create_connection(
+            lambda: CallProtocol(self), parts.hostname, parts.port or 80
+        )
+        self.protocol = protocol
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        headers = [
+            f"GET {path} HTTP/1.1",
+            f"Host: {parts.hostname}:{parts.port or 80}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}",
+            "Sec-WebSocket-Version: 13",
+            "User-Agent: Twilio.TmeWs/1.0",
+        ]
+        if self.config.auth_token:
+            signature = RequestValidator(self.config.auth_token).compute_signature(stream.url, {})
+            headers.append(f"X-Twilio-Signature: {signature}")
+        protocol.write(("\r\n".join(headers) + "\r\n\r\n").encode())
+        async with asyncio.timeout(10):
+            if not await protocol.upgraded:
+                raise ConnectionError("the media stream upgrade was refused")
+        self._send_json({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+        self.t0 = loop.time()
+        self._send_json(
+            {
+                "event": "start",
+                "sequenceNumber": "1",
+                "start": {
+                    "accountSid": self.caller.account_sid,
+                    "streamSid": self.caller.stream_sid,
+                    "callSid": self.caller.call_sid,
+                    "tracks": ["inbound"],
+                    "customParameters": dict(stream.parameters),
+                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+                },
+                "streamSid": self.caller.stream_sid,
+            }
+        )
+        self.sequence = 1
+
+    def _send_json(self, message: dict[str, Any]) -> None:
+        assert self.protocol is not None
+        self.protocol.write(ws_frame(orjson.dumps(message), masked=True))
+
+    @property
+    def call_id(self) -> str | None:
+        return self.caller.call_id
+
+    # --- sending, on an absolute 20 ms schedule ------------------------------------------------
+
+    def start_sending(self, first_at: float) -> None:
+        self.sending = True
+        self.next_at = first_at
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_at(first_at, self._tick)
+
+    def _tick(self) -> None:
+        if not self.sending or self.protocol is None or self.protocol.transport is None:
+            return
+        loop_now = asyncio.get_running_loop().time()
+        now = time.monotonic()
+        if self.stats.in_window(now):
+            self.stats.lag_ms.append((loop_now - self.next_at) * 1000.0)
+        # One write per tick: the frame plus the marks whose audio has played meanwhile.
+        assert self.protocol is not None
+        self.protocol.write(b"".join((self._media_frame(now), *self._due_marks(now))))
+        self.next_at += FRAME_S
+        self.timer = asyncio.get_running_loop().call_at(self.next_at, self._tick)
+
+    def _media_frame(self, now: float) -> bytes:
+        number = len(self.times.sent)
+        self.sequence += 1
+        tag = base64.b64encode(TAG.pack(self.index, number))
+        text = b"".join(
+            (
+                MEDIA_PREFIX,
+                str(self.sequence).encode(),
+                b'","media":{"track":"inbound","chunk":"',
+                str(number + 1).encode(),
+                b'","timestamp":"',
+                str(number * 20).encode(),
+                b'","payload":"',
+                tag,
+                BODY_B64,
+                b'"},"streamSid":"',
+                self.stream_sid,
+                b'"}',
+            )
+        )
+        self.times.sent.append(now)
+        return ws_frame(text, masked=True)
+
+    # --- receiving ------------------------------------------------------------------------------
+
+    def on_text(self, message: bytes) -> None:
+        now = time.monotonic()
+        if message.startswith(b'{"event":"media"'):
+            self._on_media(message, now)
+        elif message.startswith(MARK_PREFIX):
+            # Played in order behind the audio before it: due when playback reaches it.
+            self.marks.append((max(now, self.play_end), message[len(MARK_PREFIX) :]))
+        elif message.startswith(b'{"event":"clear"'):
+            # Twilio echoes the pending marks at once when it clears its buffer.
+            self.play_end = now
+            if self.protocol is not None:
+                self.protocol.write(b"".join(self._due_marks(float("inf"))))
+
+    def _on_media(self, message: bytes, now: float) -> None:
+        self.media_in += 1
+        start = message.index(b'"', message.index(PAYLOAD_KEY) + len(PAYLOAD_KEY)) + 1
+        end = message.index(b'"', start)
+        # 4 base64 characters are 3 bytes of mu-law, 3 bytes are 0.375 ms.
+        self.play_end = max(now, self.play_end) + (end - start) * 3 / 4 / 8000
+        tag = read_tag(message, start)
+        if tag is None:
+            return
+        index, number = tag
+        times = self.times
+        if index != self.index:
+            times.foreign += 1
+            return
+        times.at_caller[number] = now
+        if number < times.last_out:
+            times.reordered_out += 1
+        times.last_out = max(times.last_out, number)
+        sent_by_standin = times.at_standin.get(number)
+        if sent_by_standin is not None and self.stats.in_window(times.sent[number]):
+            self.stats.outbound_ms.append((now - sent_by_standin) * 1000.0)
+            if self.stats.in_ending(times.sent[number]):
+                self.stats.ending_outbound_ms.append((now - sent_by_standin) * 1000.0)
+
+    def _due_marks(self, now: float) -> list[bytes]:
+        """Frames echoing, as Twilio does, each mark whose audio has played by `now`."""
+        marks = self.marks
+        frames = []
+        for due, rest in marks:
+            if due > now:
+                break
+            self.sequence += 1
+            echo = b'{"event":"mark","sequenceNumber":"%d",%s' % (self.sequence, rest)
+            frames.append(ws_frame(echo, masked=True))
+        if frames:
+            del marks[: len(frames)]
+        return frames
+
+    # --- ending ---------------------------------------------------------------------------------
+
+    def stop_sending(self) -> None:
+        self.sending = False
+        if self.timer is not None:
+            self.timer.cancel()
+
+    async def hang_up(self) -> None:
+        self.stop_sending()
+        self.hanging_up = True
+        protocol = self.protocol
+        if protocol is None or protocol.transport is None:
+            return
+        self.sequence += 1
+        self._send_json(
+            {
+                "event": "stop",
+                "sequenceNumber": str(self.sequence),
+                "streamSid": self.caller.stream_sid,
+                "stop": {"accountSid": self.caller.account_sid, "callSid": self.caller.call_sid},
+            }
+        )
+        protocol.write(ws_frame((1000).to_bytes(2, "big"), 8, masked=True))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(protocol.closed), 5.0)
+        if protocol.transport is not None:
+            protocol.transport.close()
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadConfig:
+    url: str
+    calls: int
+    seconds: float
+    ramp_s: float
+    echo: bool
+    auth_token: str | None
+    public_base_url: str
+    standin_port: int = 0
+    server_pid: int | None = None
+    drain_s: float = 1.0
+    end_half: bool = False  # half the calls hang up mid-window; the rest are timed meanwhile
+
+
+@dataclass
+class LoadResult:
+    config: dict[str, Any]
+    valid: bool
+    calls_ok: int
+    calls_failed: int
+    failures: list[str]
+    frames_sent: int
+    frames_lost_in: int
+    frames_lost_out: int
+    reordered_in: int
+    reordered_out: int
+    foreign_frames: int
+    inbound_ms: dict[str, float]
+    outbound_ms: dict[str, float]
+    generator_lag_ms: dict[str, float]
+    generator_cpu_pct: float
+    ending_inbound_ms: dict[str, float]
+    ending_outbound_ms: dict[str, float]
+    server_rss_mb_series: list[tuple[float, float]]
+    server_cpu_pct: float | None
+    server_cpu_pct_per_call: float | None
+    server_rss_mb_before: float | None
+    server_rss_mb_peak: float | None
+    server_rss_kb_per_call: float | None
+    window_s: float
+
+    def as_json(self) -> bytes:
+        return orjson.dumps(self.__dict__, option=orjson.OPT_INDENT_2)
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"count": 0, "p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
+    ordered = sorted(values)
+    last = len(ordered) - 1
+
+    def at(q: float) -> float:
+        return round(ordered[min(last, round(q * last))], 3)
+
+    return {"count": len(ordered), "p50": at(0.5), "p95": at(0.95), "p99": at(0.99),
+            "max": round(ordered[-1], 3)}  # fmt: skip
+
+
+# --- the server process, from /proc -------------------------------------------------------------
+
+
+def listening_pid(port: int) -> int | None:
+    """The process that listens on a TCP port of this machine (found through /proc)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (entry / "fd").iterdir():
+                if os.readlink(fd) in inodes:
+                    return int(entry.name)
+    return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads) so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _own_cpu_s() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+class ServerProbe:
+    """CPU over the measured window and peak RSS of the server process, if it is local."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        self.rss_before: float | None = rss_mb(pid) if pid else None
+        self.rss_peak = self.rss_before
+        self._cpu0 = 0.0
+        self._t0 = 0.0
+        self.cpu_pct: float | None = None
+        self.own_cpu_pct = 0.0
+        self._born = time.monotonic()
+        self.rss_series: list[tuple[float, float]] = []  # (seconds since start, MB)
+        self._own0 = 0.0
+
+    def sample_rss(self) -> None:
+        if self.pid:
+            with contextlib.suppress(OSError):
+                now_mb = rss_mb(self.pid)
+                self.rss_peak = max(self.rss_peak or 0.0, now_mb)
+                elapsed = time.monotonic() - self._born
+                if not self.rss_series or elapsed - self.rss_series[-1][0] >= RSS_SERIES_S:
+                    self.rss_series.append((elapsed, now_mb))
+
+    def window_start(self) -> None:
+        self._own0 = _own_cpu_s()
+        self._t0 = time.monotonic()
+        if self.pid:
+            self._cpu0, self._t0 = cpu_seconds(self.pid), time.monotonic()
+
+    def window_end(self) -> None:
+        elapsed = time.monotonic() - self._t0
+        self.own_cpu_pct = (_own_cpu_s() - self._own0) / elapsed * 100.0
+        if self.pid:
+            self.cpu_pct = (cpu_seconds(self.pid) - self._cpu0) / elapsed * 100.0
+
+
+async def run_load(
+    config: LoadConfig, progress: Callable[[str], None] = lambda _: None
+) -> LoadResult:
+    """Run one load test against `config.url`; the server must use the stand-in started here."""
+    stats = Stats(calls=[CallTimes() for _ in range(config.calls)])
+    standin = await LoadStandIn(stats, echo=config.echo, port=config.standin_port).start()
+    try:
+        return await _drive(config, stats, progress)
+    finally:
+        await standin.stop()
+
+
+async def _drive(config: LoadConfig, stats: Stats, progress: Callable[[str], None]) -> LoadResult:
+    port = urllib.parse.urlsplit(config.url).port or 80
+    probe = ServerProbe(config.server_pid or listening_pid(port))
+    calls = [LoadCall(i, stats, config) for i in range(config.calls)]
+    loop = asyncio.get_running_loop()
+    base = loop.time() + 0.5
+    failures: list[str] = []
+    sampler = asyncio.create_task(_sample_rss(probe))
+
+    async def open_call(call: LoadCall) -> None:
+        # Starts spread over the ramp; frame phases spread evenly over the 20 ms period so
+        # the calls do not all send in the same millisecond.
+        await asyncio.sleep(
+            max(0.0, base + config.ramp_s * call.index / config.calls - loop.time())
+        )
+        phase = FRAME_S * call.index / config.calls
+        try:
+            await call.connect()
+        except Exception as exc:  # a failed call is a finding, not the end of the run
+            call.error = f"{type(exc).__name__}: {exc}"[:200]
+            return
+        periods = max(0, int((loop.time() - base - phase) / FRAME_S) + 1)
+        call.start_sending(base + phase + periods * FRAME_S)
+
+    progress(f"opening {config.calls} calls over {config.ramp_s:g} s")
+    await asyncio.gather(*(open_call(call) for call in calls))
+    await asyncio.sleep(1.0)  # every call past its first frames before the window opens
+    start = time.monotonic()
+    stats.window = (start, start + config.seconds)
+    probe.window_start()
+    progress(f"measuring for {config.seconds:g} s")
+    if config.end_half:
+        await _end_half_midway(config, stats, calls)
+    else:
+        await asyncio.sleep(config.seconds)
+    probe.window_end()
+    for call in calls:
+        call.stop_sending()
+    await asyncio.sleep(config.drain_s)  # the last frames' round trips
+    sampler.cancel()
+    progress("hanging up")
+    await asyncio.gather(*(call.hang_up() for call in calls))
+    for call in calls:
+        if call.error is None and call.server_closed:
+            call.error = "the server closed the media stream during the call"
+        if call.error is not None:
+            failures.append(f"call {call.index}: {call.error}")
+    return _result(config, stats, calls, probe, failures)
+
+
+async def _end_half_midway(config: LoadConfig, stats: Stats, calls: list[LoadCall]) -> None:
+    """Hang up every other call at the window's midpoint, all within about a second, and time
+    the remaining calls' frames from then to the end: the cost of ending calls to the others
+    (recording finalization, the last database writes)."""
+    half = config.seconds / 2
+    await asyncio.sleep(half)
+    now = time.monotonic()
+    stats.ending_window = (now, now + half)
+    ending = [call for call in calls if call.index % 2 and call.error is None]
+    for call in ending:
+        call.ended_early = True
+
+    async def hang_up(call: LoadCall) -> None:
+        await asyncio.sleep(call.index / len(calls))  # spread over about a second
+        await call.hang_up()
+
+    await asyncio.gather(asyncio.sleep(half), *(hang_up(call) for call in ending))
+
+
+async def _sample_rss(probe: ServerProbe) -> None:
+    while True:
+        probe.sample_rss()
+        await asyncio.sleep(0.5)
+
+
+def _result(
+    config: LoadConfig, stats: Stats, calls: list[LoadCall], probe: ServerProbe, failures: list[str]
+) -> LoadResult:
+    ok = [call for call in calls if call.error is None]
+    times = [call.times for call in ok]
+    sent = sum(len(t.sent) for t in times)
+    lost_in = sum(len(t.sent) - len(t.at_standin) for t in times)
+    # A call that hung up early may not get the echo of its last frames: inbound only.
+    whole = [call.times for call in ok if not call.ended_early]
+    lost_out = sum(len(t.at_standin) - len(t.at_caller) for t in whole) if config.echo else 0
+    lag = percentiles(stats.lag_ms)
+    rss_per_call = (
+        (probe.rss_peak - probe.rss_before) * 1024 / config.calls
+        if probe.rss_peak is not None and probe.rss_before is not None and config.calls
+        else None
+    )
+    cpu = probe.cpu_pct
+    return LoadResult(
+        config={k: v for k, v in config.__dict__.items() if k != "auth_token"},
+        valid=lag["p99"] <= MAX_VALID_LAG_MS,
+        calls_ok=len(ok),
+        calls_failed=len(calls) - len(ok),
+        failures=failures[:20],
+        frames_sent=sent,
+        frames_lost_in=lost_in,
+        frames_lost_out=lost_out,
+        reordered_in=sum(t.reordered_in for t in times),
+        reordered_out=sum(t.reordered_out for t in times),
+        foreign_frames=sum(t.foreign for t in times),
+        inbound_ms=percentiles(stats.inbound_ms),
+        outbound_ms=percentiles(stats.outbound_ms),
+        generator_lag_ms=lag,
+        generator_cpu_pct=round(probe.own_cpu_pct, 1),
+        ending_inbound_ms=percentiles(stats.ending_inbound_ms),
+        ending_outbound_ms=percentiles(stats.ending_outbound_ms),
+        server_rss_mb_series=[(round(t, 1), round(mb, 1)) for t, mb in probe.rss_series],
+        server_cpu_pct=round(cpu, 1) if cpu is not None else None,
+        server_cpu_pct_per_call=round(cpu / config.calls, 3) if cpu is not None else None,
+        server_rss_mb_before=_round(probe.rss_before),
+        server_rss_mb_peak=_round(probe.rss_peak),
+        server_rss_kb_per_call=_round(rss_per_call),
+        window_s=config.seconds,
+    )
+
+
+def _round(value: float | None) -> float | None:
+    return round(value, 1) if value is not None else None
+
+
+def summary(result: LoadResult) -> list[str]:
+    """The human-readable report (the command prints it; `--json` prints the dataclass)."""
+
+    def row(name: str, p: dict[str, float]) -> str:
+        return (
+            f"  {name:<22} p50 {p['p50']:7.2f}  p95 {p['p95']:7.2f}  p99 {p['p99']:7.2f}  "
+            f"max {p['max']:8.2f} ms  ({p['count']} frames)"
+        )
+
+    c = result.config
+    lines = [
+        f"{c['calls']} calls, {c['seconds']:g} s measured, echo {'on' if c['echo'] else 'off'}"
+        f" against {c['url']}",
+        f"  calls ok {result.calls_ok}, failed {result.calls_failed}",
+        f"  frames sent {result.frames_sent}, lost inbound {result.frames_lost_in}, lost outbound "
+        f"{result.frames_lost_out}, reordered {result.reordered_in}/{result.reordered_out}, "
+        f"foreign {result.foreign_frames}",
+        row("inbound (caller->model)", result.inbound_ms),
+        row("outbound (model->caller)", result.outbound_ms),
+        row("generator lag", result.generator_lag_ms),
+        *(
+            [
+                row("in, while half end", result.ending_inbound_ms),
+                row("out, while half end", result.ending_outbound_ms),
+            ]
+            if result.ending_inbound_ms["count"]
+            else []
+        ),
+        f"  generator CPU {result.generator_cpu_pct:.1f}% of one core",
+    ]
+    if result.server_cpu_pct is not None:
+        lines.append(
+            f"  server CPU {result.server_cpu_pct:.1f}% of one core "
+            f"({result.server_cpu_pct_per_call:.3f}% per call), RSS {result.server_rss_mb_before}"
+            f" -> peak {result.server_rss_mb_peak} MB ({result.server_rss_kb_per_call} KB per call)"
+        )
+    else:
+        lines.append("  server CPU/RSS: not measured (the server process is not on this machine)")
+    if not result.valid:
+        lines.append(
+            f"  INVALID RUN: generator lag p99 {result.generator_lag_ms['p99']:.2f} ms > "
+            f"{MAX_VALID_LAG_MS:g} ms; the generator, not the server, was the limit"
+        )
+    lines.extend(f"  failure: {failure}" for failure in result.failures[:5])
+    return lines

@@ -1,0 +1,67 @@
+"""The load generator's regression guard (not a timed test): 10 echo calls for a few seconds
+against the real app on loopback lose no frame and fail no call; the figures are printed."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from support import asgi_server_in_thread, free_port
+
+from realtime.simulator.load import LoadConfig, run_load, summary
+from realtime.store import writer_connections_close
+
+AUTH_TOKEN = "0123456789abcdef0123456789abcdef"
+PUBLIC_BASE_URL = "https://bridge.example.test"
+
+
+@pytest.fixture
+def echo_bridge(transactional_db, settings, tmp_path: Path):
+    standin_port = free_port()
+    settings.TWILIO_AUTH_TOKEN = AUTH_TOKEN
+    settings.PUBLIC_BASE_URL = PUBLIC_BASE_URL
+    settings.RECORDING_STORAGE_PATH = tmp_path / "in-progress"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "storage")},
+        },
+    }
+    settings.OPENAI_REALTIME_URL = f"ws://127.0.0.1:{standin_port}/v1/realtime"
+    with asgi_server_in_thread(free_port()) as server:
+        yield server.url, standin_port
+    writer_connections_close()
+
+
+def test_ten_echo_calls_lose_no_frame_and_fail_no_call(echo_bridge) -> None:
+    url, standin_port = echo_bridge
+    config = LoadConfig(
+        url=url,
+        calls=10,
+        seconds=3.0,
+        ramp_s=0.5,
+        echo=True,
+        auth_token=AUTH_TOKEN,
+        public_base_url=PUBLIC_BASE_URL,
+        standin_port=standin_port,
+    )
+    result = asyncio.run(run_load(config))
+    print("\n".join(summary(result)))
+    assert result.calls_failed == 0, result.failures
+    assert result.frames_lost_in == 0
+    assert result.frames_lost_out == 0
+    assert result.foreign_frames == 0
+    assert result.frames_sent >= 10 * 3.0 / 0.02 * 0.9
+    assert result.inbound_ms["count"] > 0 and result.outbound_ms["count"] > 0
+
+
+def test_frames_keep_their_tag_through_base64() -> None:
+    import base64
+
+    from realtime.simulator.load import BODY_B64, TAG, read_tag
+
+    payload = base64.b64encode(TAG.pack(7, 123456)) + BODY_B64
+    assert read_tag(payload, 0) == (7, 123456)
+    assert len(base64.b64decode(payload)) == 160  # a whole 20 ms mu-law frame
