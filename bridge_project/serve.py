@@ -24,20 +24,24 @@ STANDIN_READY_TIMEOUT_S = 15.0
 WS_MAX_MESSAGE_BYTES = 64 * 1024
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+def wait_for_port(
+    port: int, process: subprocess.Popen[bytes], timeout_s: float, *, what: str
+) -> None:
+    """Return once `process` listens on `port`; exit with a clear message if it died or never
+    did (used for the stand-in here and for the server in `manage.py soak`)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"the realtime stand-in exited with {process.returncode}")
+            raise SystemExit(f"{what} exited with {process.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.1)
-    raise SystemExit(f"the realtime stand-in did not listen on port {port} in {timeout_s:.0f} s")
+    raise SystemExit(f"{what} did not listen on port {port} in {timeout_s:.0f} s")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -53,13 +57,13 @@ def needs_standin(env: dict[str, str]) -> bool:
 
 
 def start_standin(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    port = int(env.get("REALTIME_STANDIN_PORT") or _free_port())
+    port = int(env.get("REALTIME_STANDIN_PORT") or free_port())
     process = subprocess.Popen(
         [sys.executable, "-m", "realtime.simulator.standin", "--port", str(port)],
         cwd=BASE_DIR,
         env=env,
     )
-    _wait_for_port(port, process, STANDIN_READY_TIMEOUT_S)
+    wait_for_port(port, process, STANDIN_READY_TIMEOUT_S, what="the realtime stand-in")
     env["OPENAI_REALTIME_URL"] = f"ws://127.0.0.1:{port}/v1/realtime"
     banner = "=" * 78
     server_url = f"http://127.0.0.1:{env.get('PORT', '8000')}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import os
 import secrets
 import signal
@@ -28,7 +27,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import connections
 
-from bridge_project.serve import server_command
+from bridge_project.serve import free_port, server_command, wait_for_port
 from realtime.simulator.caller import SimulatedTwilioCaller
 from realtime.simulator.script import timed_call
 from realtime.simulator.standin import RealtimeStandIn
@@ -59,17 +58,6 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _wait_for_port(port: int, deadline_s: float = 30) -> None:
-    import socket
-
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"the server did not listen on {port}")
-
-
 def _start_server(env: dict[str, str], port: int, workdir: Path) -> subprocess.Popen[bytes]:
     """Migrate a database for the run and start `make run`'s server on it."""
     subprocess.run(
@@ -86,7 +74,7 @@ def _start_server(env: dict[str, str], port: int, workdir: Path) -> subprocess.P
             stderr=subprocess.STDOUT,
             cwd=settings.BASE_DIR,
         )
-    _wait_for_port(port)
+    wait_for_port(port, server, 30, what="the server")
     return server
 
 
@@ -115,11 +103,7 @@ class Command(BaseCommand):
     # --- the run ------------------------------------------------------------------------------
 
     async def _run(self, workdir: Path, database_url: str, options: dict) -> SoakTotals:
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", options["port"]))
-            port = sock.getsockname()[1]
+        port = options["port"] or free_port()
         token = secrets.token_hex(16)
         totals = SoakTotals()
         async with RealtimeStandIn() as standin:
