@@ -62,11 +62,10 @@ def make_user(db):
 
 
 @pytest.fixture
-def live_bridge(transactional_db, settings, tmp_path: Path) -> Iterator[LiveBridge]:
-    """The product served by uvicorn in a thread, pointed at a stand-in per call (tests/e2e,
-    the admin's browser test)."""
-    from e2e_support import AUTH_TOKEN, PUBLIC_BASE_URL, LiveBridge
-    from support import asgi_server_in_thread, free_port
+def bridge_settings(settings, tmp_path: Path) -> Path:
+    """Settings of an app served for a test: Twilio signing on, the public origin the simulated
+    caller signs for, recordings and storage under tmp_path (returned: the storage root)."""
+    from e2e_support import AUTH_TOKEN, PUBLIC_BASE_URL
 
     storage_root = tmp_path / "storage"
     settings.TWILIO_AUTH_TOKEN = AUTH_TOKEN
@@ -79,10 +78,20 @@ def live_bridge(transactional_db, settings, tmp_path: Path) -> Iterator[LiveBrid
             "OPTIONS": {"location": str(storage_root)},
         },
     }
+    return storage_root
+
+
+@pytest.fixture
+def live_bridge(transactional_db, settings, bridge_settings: Path) -> Iterator[LiveBridge]:
+    """The product served by uvicorn in a thread, pointed at a stand-in per call (tests/e2e,
+    the admin's browser test)."""
+    from e2e_support import LiveBridge
+    from support import asgi_server_in_thread, free_port
+
     settings.REALTIME_MAX_RECONNECTS = 3
     settings.CALL_FINALIZE_GIVE_UP_S = 60.0
     with asgi_server_in_thread(free_port()) as server:
-        yield LiveBridge(url=server.url, settings=settings, storage_root=storage_root)
+        yield LiveBridge(url=server.url, settings=settings, storage_root=bridge_settings)
 
 
 class _Errors(logging.Handler):

@@ -92,6 +92,27 @@ def running_process(
                 process.wait(timeout=10)
 
 
+def manage(
+    env: Mapping[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`manage.py <args>` in a subprocess with exactly this environment."""
+    return subprocess.run(
+        [str(VENV_BIN / "python"), "manage.py", *args],
+        cwd=REPO_ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def manage_ok(env: Mapping[str, str], *args: str) -> str:
+    """`manage.py <args>` that must succeed; returns its standard output."""
+    result = manage(env, *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def uvicorn_command(port: int) -> list[str]:
     return [
         str(VENV_BIN / "uvicorn"),

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
-from support import REPO_ROOT, VENV_BIN, base_env
+from support import base_env, manage
 
 from bridge_project.config import CREDENTIALS, PRODUCTION_REQUIRED, ConfigError, load_config
 
@@ -97,19 +96,8 @@ def test_development_secret_is_random_per_start(tmp_path: Path) -> None:
     assert first != load_config({}, tmp_path).secret_key
 
 
-def _django_check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(VENV_BIN / "python"), "manage.py", "check"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_production_start_without_variables_exits_with_one_message() -> None:
-    result = _django_check(base_env(DJANGO_ENV="production"))
+    result = manage(base_env(DJANGO_ENV="production"), "check", timeout=60)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert result.stderr.count("Configuration error") == 1
@@ -118,13 +106,13 @@ def test_production_start_without_variables_exits_with_one_message() -> None:
 
 
 def test_production_start_with_valid_variables_passes_checks() -> None:
-    result = _django_check(base_env(**VALID_PRODUCTION))
+    result = manage(base_env(**VALID_PRODUCTION), "check", timeout=60)
     assert result.returncode == 0, result.stderr
     assert "warning:" not in result.stderr
 
 
 def test_development_start_warns_once_per_missing_credential() -> None:
-    result = _django_check(base_env(DJANGO_ENV="development"))
+    result = manage(base_env(DJANGO_ENV="development"), "check", timeout=60)
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == len(CREDENTIALS)

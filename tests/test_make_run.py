@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 from support import (
-    REPO_ROOT,
-    VENV_BIN,
     base_env,
     free_port,
     http_get,
+    manage_ok,
     running_process,
     uvicorn_command,
     wait_for_http,
@@ -42,18 +40,6 @@ def test_make_run_serves_health_and_admin_with_no_configuration(tmp_path: Path) 
     assert f"http://127.0.0.1:{port}" in output
 
 
-def _manage(env: dict[str, str], *args: str) -> None:
-    result = subprocess.run(
-        [str(VENV_BIN / "python"), "manage.py", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-
-
 def test_production_serves_admin_static_files_and_logs_json_without_secrets(
     tmp_path: Path,
 ) -> None:
@@ -67,8 +53,8 @@ def test_production_serves_admin_static_files_and_logs_json_without_secrets(
             "LOG_LEVEL": "DEBUG",
         }
     )
-    _manage(env, "migrate", "--noinput", "-v0")
-    _manage(env, "collectstatic", "--noinput", "-v0")
+    manage_ok(env, "migrate", "--noinput", "-v0")
+    manage_ok(env, "collectstatic", "--noinput", "-v0")
     log = tmp_path / "server.log"
     with running_process(uvicorn_command(port), env, log) as server:
         health = wait_for_http(f"http://127.0.0.1:{port}/health", server, deadline_s=30)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import threading
 import uuid
 from pathlib import Path
@@ -18,10 +17,9 @@ import httpx
 import psycopg
 import pytest
 from support import (
-    REPO_ROOT,
-    VENV_BIN,
     base_env,
     free_port,
+    manage_ok,
     running_process,
     uvicorn_command,
     wait_for_http,
@@ -60,15 +58,6 @@ def shared_database():
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _manage(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [str(VENV_BIN / "python"), "manage.py", *args],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 CREATE_LISTENER = """
@@ -118,9 +107,9 @@ def test_two_processes_share_calls_and_the_live_feed(shared_database: str, tmp_p
                 OPENAI_REALTIME_URL=standin.url,
                 OPENAI_API_KEY="sk-test-scale-out-000000000000000",
             )
-            _manage(env, "migrate", "--noinput", "-v0")
+            manage_ok(env, "migrate", "--noinput", "-v0")
             # The key is the last line (Django's shell may print a banner first).
-            token = _manage(env, "shell", "-c", CREATE_LISTENER).strip().splitlines()[-1]
+            token = manage_ok(env, "shell", "-c", CREATE_LISTENER).strip().splitlines()[-1]
             with (
                 running_process(uvicorn_command(ports[0]), env, tmp_path / "a.log") as a,
                 running_process(uvicorn_command(ports[1]), env, tmp_path / "b.log") as b,

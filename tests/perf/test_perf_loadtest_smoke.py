@@ -4,35 +4,20 @@ against the real app on loopback lose no frame and fail no call; the figures are
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
+from e2e_support import AUTH_TOKEN, PUBLIC_BASE_URL
 from support import asgi_server_in_thread, free_port
 
 from realtime.simulator.load import LoadConfig, run_load, summary
-from realtime.store import writer_connections_close
-
-AUTH_TOKEN = "0123456789abcdef0123456789abcdef"
-PUBLIC_BASE_URL = "https://bridge.example.test"
 
 
 @pytest.fixture
-def echo_bridge(transactional_db, settings, tmp_path: Path):
+def echo_bridge(transactional_db, settings, bridge_settings):
     standin_port = free_port()
-    settings.TWILIO_AUTH_TOKEN = AUTH_TOKEN
-    settings.PUBLIC_BASE_URL = PUBLIC_BASE_URL
-    settings.RECORDING_STORAGE_PATH = tmp_path / "in-progress"
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "storage")},
-        },
-    }
     settings.OPENAI_REALTIME_URL = f"ws://127.0.0.1:{standin_port}/v1/realtime"
     with asgi_server_in_thread(free_port()) as server:
         yield server.url, standin_port
-    writer_connections_close()
 
 
 def test_ten_echo_calls_lose_no_frame_and_fail_no_call(echo_bridge) -> None:

@@ -8,17 +8,15 @@ import contextlib
 import os
 import signal
 import sqlite3
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import soundfile as sf
 from support import (
-    REPO_ROOT,
-    VENV_BIN,
     base_env,
     free_port,
+    manage_ok,
     running_process,
     uvicorn_command,
     wait_for_http,
@@ -50,13 +48,6 @@ def _server_env(tmp_path: Path, realtime_url: str) -> dict[str, str]:
     )
 
 
-def _migrate(env: dict[str, str]) -> None:
-    subprocess.run(
-        [str(VENV_BIN / "python"), "manage.py", "migrate", "--noinput", "-v0"],
-        cwd=REPO_ROOT, env=env, check=True, timeout=120,
-    )  # fmt: skip
-
-
 def _call_row(tmp_path: Path, call_id: str) -> dict:
     with contextlib.closing(sqlite3.connect(tmp_path / "server.sqlite3")) as db:
         db.row_factory = sqlite3.Row
@@ -83,10 +74,10 @@ async def _call_until_mid_reply(server_url: str, standin: RealtimeStandIn) -> Si
 def test_sigterm_finalizes_calls_in_flight_before_exit(tmp_path: Path) -> None:
     port = free_port()
 
-    async def scenario(server: subprocess.Popen) -> tuple[str, float]:
+    async def scenario() -> tuple[str, float]:
         async with RealtimeStandIn() as standin:
             env = _server_env(tmp_path, standin.url)
-            _migrate(env)
+            manage_ok(env, "migrate", "--noinput", "-v0")
             with running_process(uvicorn_command(port), env, tmp_path / "server.log") as server:
                 await asyncio.to_thread(
                     wait_for_http, f"http://127.0.0.1:{port}/health", server, 30
@@ -111,7 +102,7 @@ def test_sigterm_finalizes_calls_in_flight_before_exit(tmp_path: Path) -> None:
                 assert caller.close_code in (1000, 1012)
                 return caller.call_id, elapsed
 
-    call_id, elapsed = asyncio.run(scenario(None))
+    call_id, elapsed = asyncio.run(scenario())
     assert elapsed < 15
     rows = _call_row(tmp_path, call_id)
     assert rows["call"]["status"] == "completed"
@@ -127,7 +118,7 @@ def test_calls_left_by_a_killed_process_are_recovered_at_the_next_start(tmp_path
     async def scenario() -> str:
         async with RealtimeStandIn() as standin:
             env = _server_env(tmp_path, standin.url)
-            _migrate(env)
+            manage_ok(env, "migrate", "--noinput", "-v0")
             with running_process(uvicorn_command(port), env, tmp_path / "server.log") as server:
                 await asyncio.to_thread(
                     wait_for_http, f"http://127.0.0.1:{port}/health", server, 30

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 from support import (
-    REPO_ROOT,
-    VENV_BIN,
     base_env,
     free_port,
+    manage,
     running_process,
     uvicorn_command,
     wait_for_http,
@@ -20,17 +18,6 @@ from support import (
 from realtime.management.commands.simulate_call import loopback_standin_port
 
 AUTH_TOKEN = "0123456789abcdef0123456789abcdef"
-
-
-def _manage(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(VENV_BIN / "python"), "manage.py", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def test_loopback_standin_port_reads_only_local_ws_urls():
@@ -42,7 +29,7 @@ def test_loopback_standin_port_reads_only_local_ws_urls():
 
 def test_no_server_is_a_clear_error():
     port = free_port()
-    result = _manage(
+    result = manage(
         base_env(DJANGO_ENV="development"),
         "simulate_call",
         "--url",
@@ -66,10 +53,10 @@ def test_simulate_call_places_a_signed_call_with_a_barge_in(tmp_path: Path):
         # The server and the command share it: the command runs the stand-in there.
         OPENAI_REALTIME_URL=f"ws://127.0.0.1:{standin_port}/v1/realtime",
     )
-    assert _manage(env, "migrate", "--noinput", "-v0").returncode == 0
+    assert manage(env, "migrate", "--noinput", "-v0").returncode == 0
     with running_process(uvicorn_command(port), env, tmp_path / "server.log") as server:
         wait_for_http(f"http://127.0.0.1:{port}/health", server, deadline_s=30)
-        result = _manage(env, "simulate_call", "--barge-in", timeout=90)
+        result = manage(env, "simulate_call", "--barge-in", timeout=90)
     output = result.stdout
     assert result.returncode == 0, result.stderr + output
     assert f"Realtime stand-in running at ws://127.0.0.1:{standin_port}" in output
