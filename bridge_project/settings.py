@@ -241,6 +241,10 @@ REALTIME_TRANSCRIPTION_MODEL = _env.str(
     "REALTIME_TRANSCRIPTION_MODEL", default="gpt-4o-mini-transcribe"
 )
 REALTIME_MAX_RECONNECTS = _env.int("REALTIME_MAX_RECONNECTS", default=5)
+# After a model socket drop, the caller's audio not yet transcribed (up to this many seconds,
+# and what arrives while reconnecting) is sent to the new session, so a turn the drop cut is
+# still heard and answered. 0 turns it off.
+REALTIME_REPLAY_AUDIO_S = _env.float("REALTIME_REPLAY_AUDIO_S", default=8.0)
 # A model socket that answers no ping within interval + timeout is dead (a stall): reconnect.
 REALTIME_PING_INTERVAL_S = _env.float("REALTIME_PING_INTERVAL_S", default=10.0)
 REALTIME_PING_TIMEOUT_S = _env.float("REALTIME_PING_TIMEOUT_S", default=10.0)
@@ -252,6 +256,10 @@ SHUTDOWN_DEADLINE_S = _env.float("SHUTDOWN_DEADLINE_S", default=20.0)
 STALE_CALL_AFTER_HOURS = _env.float("STALE_CALL_AFTER_HOURS", default=25.0)
 # Twilio must send `start` this soon after opening the media stream, or it is closed (1008).
 STREAM_START_TIMEOUT_S = _env.float("STREAM_START_TIMEOUT_S", default=10.0)
+# Agent audio gets a Twilio `mark` once this much has been sent since the last one, and at the
+# end of each reply. Marks tell the bridge what the caller has heard (truncation at barge-in
+# extrapolates between them at real-time rate); 0 sends one after every media message.
+TWILIO_MARK_INTERVAL_MS = _env.float("TWILIO_MARK_INTERVAL_MS", default=100.0)
 # List prices in USD per 1M tokens, for the per-call cost estimate (late 2026, gpt-realtime).
 REALTIME_PRICES_PER_M = {
     "input_audio": _env.float("PRICE_INPUT_AUDIO_PER_M", default=32.0),

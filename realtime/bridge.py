@@ -6,7 +6,9 @@ queue, so nothing on the per-frame path awaits the database or the filesystem.
 The call timeline is milliseconds since the Twilio `start` message (Twilio's media timestamps
 count from the same moment). Agent audio is tracked as the caller hears it: Twilio plays it at
 real time from when we send it, queued behind earlier audio, and echoes each `mark` when
-playback reaches it; a `clear` flushes what was not played yet.
+playback reaches it; a `clear` flushes what was not played yet. Marks go out every
+TWILIO_MARK_INTERVAL_MS of audio and at the end of each reply, not after every delta: each one
+is two more WebSocket messages, and between marks playback advances at real time anyway.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class AgentItem:
     item_id: str
     play_start_ms: float
     sent_ms: float = 0.0
+    marked_ms: float = 0.0  # sent_ms as of the last mark sent
     confirmed_ms: float = 0.0  # played, per the last echoed mark
     confirmed_at_ms: float | None = None  # when that mark came back
     transcript: str | None = None
@@ -131,6 +134,7 @@ class CallBridge:
         self.store = store
         self.lease = lease
         self.clock = clock
+        self.mark_interval_ms: float = settings.TWILIO_MARK_INTERVAL_MS
         self.t0 = clock()
         self.measures = Measures()
         self.ended = False
@@ -141,6 +145,7 @@ class CallBridge:
         self._last_chunk = 0
         # Model-side bookkeeping.
         self._session_origin_ms: float | None = None  # call time of the session's first audio
+        self._caller_audio_end_ms = 0.0  # call time where the last caller frame sent ends
         self._caller_spans: dict[str, list[float | None]] = {}
         self._awaiting_reply_since_ms: float | None = None
         self._response_in_progress = False
@@ -269,6 +274,7 @@ class CallBridge:
             elif chunk <= self._last_chunk:
                 self.measures.frames_late += 1
             self._last_chunk = max(chunk, self._last_chunk)
+        self._caller_audio_end_ms = media.timestamp_ms + len(audio) / ULAW_BYTES_PER_MS
         if self._session_origin_ms is None:
             self._session_origin_ms = float(media.timestamp_ms)
         # Forward first: about once a second the recorder writes a block (resampling, file
@@ -331,7 +337,7 @@ class CallBridge:
             self.measures.turns += 1
             self._settle_agent_lines(force=False)
         elif kind is m.ResponseDone:
-            self._on_response_done(event)  # type: ignore[arg-type]
+            await self._on_response_done(event)  # type: ignore[arg-type]
         elif kind is m.SessionReady:
             await self._on_session_ready(event)  # type: ignore[arg-type]
         elif kind is m.Disconnected:
@@ -354,11 +360,17 @@ class CallBridge:
         if not event.reconnect_attempt:
             return
         self.measures.reconnects += 1
-        # A new session has a new input-audio clock and no response in flight.
-        self._session_origin_ms = None
+        # A new session has a new input-audio clock and no response in flight. The clock starts
+        # with the caller audio replayed into it, which ends where the last frame sent ends;
+        # without a replay it starts with the next frame.
+        if event.replayed_audio_ms:
+            self._session_origin_ms = self._caller_audio_end_ms - event.replayed_audio_ms
+        else:
+            self._session_origin_ms = None
         self._response_in_progress = False
         self.store.set_analytics(self._live_analytics())
         logger.info("model session restored after %d attempt(s)", event.reconnect_attempt)
+        await self._mark_unmarked_audio()  # the dead session's reply will see no ResponseDone
         if self._turn_unanswered and self._context and self._context[-1].role == "user":
             # The drop took the reply to the caller's last turn with it; the replayed context
             # ends with that turn, so ask the new session to answer it rather than leave the
@@ -385,11 +397,23 @@ class CallBridge:
         duration_ms = len(audio) / ULAW_BYTES_PER_MS
         self._playback_end_ms = max(now, self._playback_end_ms) + duration_ms
         item.sent_ms += duration_ms
+        await self.twilio.send_text(tw.media_message(self.stream_sid, event.audio_b64))
+        if item.sent_ms - item.marked_ms >= self.mark_interval_ms:
+            await self._send_mark(item)
+        self.recorder.add_agent(audio, now)
+
+    async def _send_mark(self, item: AgentItem) -> None:
+        """Ask Twilio to tell us when playback reaches everything sent of this item so far."""
+        item.marked_ms = item.sent_ms
         mark = f"{item.item_id}@{item.sent_ms:.0f}"
         self._outstanding_marks.add(mark)
-        await self.twilio.send_text(tw.media_message(self.stream_sid, event.audio_b64))
         await self.twilio.send_text(tw.mark_message(self.stream_sid, mark))
-        self.recorder.add_agent(audio, now)
+
+    async def _mark_unmarked_audio(self) -> None:
+        """End-of-reply marks: the echo of the last one says the caller heard the reply out."""
+        for item in self._items.values():
+            if not item.interrupted and item.sent_ms > item.marked_ms:
+                await self._send_mark(item)
 
     def heard_ms(self, item: AgentItem, now_ms: float) -> float:
         """What the caller heard of an item: confirmed by marks, plus real time since, capped."""
@@ -452,9 +476,10 @@ class CallBridge:
         if item.interrupted:
             self._write_agent_line(item)
 
-    def _on_response_done(self, event: m.ResponseDone) -> None:
+    async def _on_response_done(self, event: m.ResponseDone) -> None:
         self._response_in_progress = False
         self._turn_unanswered = False
+        await self._mark_unmarked_audio()
         usage = self.measures.usage
         usage["input_audio_tokens"] += event.usage.input_audio_tokens
         usage["output_audio_tokens"] += event.usage.output_audio_tokens

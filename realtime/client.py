@@ -18,6 +18,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
@@ -32,6 +33,7 @@ from audio.errors import AudioFormatError
 from realtime import protocol
 from realtime.model import (
     AudioDelta,
+    CallerTranscriptDone,
     ContextProvider,
     Disconnected,
     ModelError,
@@ -40,6 +42,7 @@ from realtime.model import (
     RealtimeSettings,
     SessionFailed,
     SessionReady,
+    SpeechStopped,
 )
 
 logger = logging.getLogger(__name__)
@@ -62,6 +65,62 @@ CLOSE_TIMEOUT_S = 2.0
 STABLE_SESSION_S = 30.0
 # Upgrade answers that another attempt cannot change (bad key, no access, wrong URL).
 FATAL_HTTP_STATUSES = frozenset({400, 401, 403, 404})
+
+
+class CallerAudioBacklog:
+    """The caller's recent audio that is not yet in the conversation as text.
+
+    Audio appended to a session that then drops dies with it: a turn the caller was speaking,
+    or had finished but was not transcribed yet, would never be answered (the replayed context
+    holds only transcribed turns). The session keeps this backlog and sends it to the next
+    session before live audio resumes, so that session's VAD hears the turn again; audio sent
+    while disconnected is kept the same way instead of being lost. Frames leave once the turn
+    they belong to is transcribed; at most `max_frames` are kept (the newest).
+    """
+
+    def __init__(self, max_frames: int) -> None:
+        self.enabled = max_frames > 0
+        self._frames: deque[str] = deque(maxlen=max(1, max_frames))
+        self._appended = 0  # frames ever added: an absolute index that eviction cannot shift
+        self._turn_ends: dict[str, int] = {}  # caller item id -> frames added when it ended
+
+    def add(self, payload_b64: str) -> None:
+        if self.enabled:
+            self._frames.append(payload_b64)
+            self._appended += 1
+
+    def turn_ended(self, item_id: str) -> None:
+        self._turn_ends[item_id] = self._appended
+
+    def turn_transcribed(self, item_id: str) -> None:
+        """Forget the audio up to the end of this turn (and of earlier turns: turns end in
+        order, and a turn whose transcription failed never reports)."""
+        end = self._turn_ends.pop(item_id, None)
+        if end is None:
+            return
+        for other in [key for key, other_end in self._turn_ends.items() if other_end <= end]:
+            del self._turn_ends[other]
+        for _ in range(min(len(self._frames), end - self.first_index)):
+            self._frames.popleft()
+
+    @property
+    def first_index(self) -> int:
+        return self._appended - len(self._frames)
+
+    def frames_from(self, index: int) -> tuple[list[str], int]:
+        """The frames from absolute index on (or from the oldest kept), and the next index."""
+        skip = max(0, index - self.first_index)
+        return list(self._frames)[skip:], self._appended
+
+    def clear(self) -> None:
+        self._frames.clear()
+        self._turn_ends.clear()
+
+
+def ulaw_ms_of_base64(payload_b64: str) -> float:
+    """Duration of base64 mu-law 8 kHz audio (8 bytes per ms) from its length alone."""
+    padding = payload_b64[-2:].count("=")
+    return (len(payload_b64) * 3 // 4 - padding) / 8
 
 
 class _AttemptFailed(Exception):
@@ -104,12 +163,15 @@ class OpenAIRealtimeSession:
         self._ws: ClientConnection | None = None
         self._live = False  # configured and not dropped: only then is anything sent
         self._closed = False
+        self._failed = False
         self._closing = asyncio.Event()
         self._announced = False
         self._retry_streak = 0  # reconnect attempts since the last stable session
         self._ready_at = 0.0
         self.reconnects = 0
-        self.audio_dropped_frames = 0
+        self.audio_dropped_frames = 0  # lost: the session had failed or was closed
+        self.audio_replayed_frames = 0  # sent again to a new session after a drop
+        self._backlog = CallerAudioBacklog(round(settings.replay_audio_s * 50))
         self.audio_invalid_frames = 0
         pcm = settings.audio_format == "audio/pcm"
         self._to_model = TwilioToOpenAIPcm() if pcm else None
@@ -215,6 +277,7 @@ class OpenAIRealtimeSession:
             try:
                 ws = await self._open()
                 await self._replay(ws)
+                replayed_ms = await self._replay_caller_audio(ws)
             except _Refused as exc:
                 return SessionFailed(str(exc))
             except _AttemptFailed as exc:
@@ -228,7 +291,7 @@ class OpenAIRealtimeSession:
                 return None
             self._went_live(ws)
             self.reconnects += 1
-            return SessionReady(reconnect_attempt=self._retry_streak)
+            return SessionReady(reconnect_attempt=self._retry_streak, replayed_audio_ms=replayed_ms)
         return SessionFailed(f"{self._retry_streak} reconnect attempt(s) failed: {reason}")
 
     async def _replay(self, ws: ClientConnection) -> None:
@@ -239,6 +302,39 @@ class OpenAIRealtimeSession:
                 await ws.send(orjson.dumps(event), text=True)
         except ConnectionClosed as exc:
             raise _AttemptFailed(f"dropped while replaying the conversation: {exc}") from None
+
+    async def _replay_caller_audio(self, ws: ClientConnection) -> float:
+        """Send the backlog (see CallerAudioBacklog), including frames the caller sends
+        meanwhile, until it is caught up; the new session's audio clock starts at its first
+        frame. Returns how many ms of caller audio went before live audio resumes."""
+        next_index = self._backlog.first_index
+        replayed_ms = 0.0
+        try:
+            while True:
+                frames, next_index = self._backlog.frames_from(next_index)
+                if not frames:
+                    return replayed_ms
+                for payload_b64 in frames:
+                    replayed_ms += ulaw_ms_of_base64(payload_b64)
+                    frame = self._model_audio_frame(payload_b64)
+                    if frame is not None:
+                        await ws.send(frame, text=True)
+                self.audio_replayed_frames += len(frames)
+        except ConnectionClosed as exc:
+            raise _AttemptFailed(f"dropped while replaying caller audio: {exc}") from None
+
+    def _model_audio_frame(self, payload_b64: str) -> bytes | None:
+        """input_audio_buffer.append for a Twilio payload (converted in pcm mode); None while
+        the resampler fills or when the payload is not audio."""
+        if self._to_model is not None:
+            try:
+                payload_b64 = self._to_model.convert(payload_b64)
+            except AudioFormatError:
+                self.audio_invalid_frames += 1
+                return None
+            if not payload_b64:
+                return None
+        return protocol.input_audio_append(payload_b64)
 
     def _reset_converters(self) -> None:
         # Buffered samples belong to the old session's audio; the new one starts clean.
@@ -271,6 +367,10 @@ class OpenAIRealtimeSession:
                         event = self._flush_caller_audio(event)
                     elif isinstance(event, protocol.SessionCreated | protocol.SessionUpdated):
                         event = None
+                    elif type(event) is SpeechStopped:
+                        self._backlog.turn_ended(event.item_id)
+                    elif type(event) is CallerTranscriptDone:
+                        self._backlog.turn_transcribed(event.item_id)
                     elif isinstance(event, ModelError) and event.code == protocol.SESSION_EXPIRED:
                         # The service closes (1001) right after this: stop sending now and close
                         # our side so the reconnect does not wait on theirs.
@@ -290,8 +390,11 @@ class OpenAIRealtimeSession:
             outcome = await self._reconnect(reason)
             if outcome is None:
                 return
-            yield outcome
             if type(outcome) is SessionFailed:
+                self._failed = True  # no more sessions: caller audio has nowhere to go
+                self._backlog.clear()
+            yield outcome
+            if self._failed:
                 return
 
     def _for_caller(self, event: AudioDelta) -> AudioDelta | ModelError | None:
@@ -317,20 +420,20 @@ class OpenAIRealtimeSession:
     # --- sending ----------------------------------------------------------------------------------
 
     async def send_audio(self, payload_b64: str) -> None:
-        """Caller audio (Twilio's base64 mu-law 8 kHz); dropped and counted while disconnected."""
+        """Caller audio (Twilio's base64 mu-law 8 kHz). While reconnecting it waits in the
+        backlog; after the session failed or closed it is dropped and counted."""
         ws = self._ws
-        if not self._live or ws is None:
+        if self._closed or self._failed:
             self.audio_dropped_frames += 1
             return
-        if self._to_model is not None:
-            try:
-                payload_b64 = self._to_model.convert(payload_b64)
-            except AudioFormatError:
-                self.audio_invalid_frames += 1
-                return
-            if not payload_b64:
-                return  # the resampler is filling; this frame comes out with a later one
-        frame = protocol.input_audio_append(payload_b64)
+        self._backlog.add(payload_b64)
+        if not self._live or ws is None:
+            if not self._backlog.enabled:
+                self.audio_dropped_frames += 1
+            return
+        frame = self._model_audio_frame(payload_b64)
+        if frame is None:
+            return
         if _can_write_now(ws):
             ws.protocol.send_text(frame)
             ws.send_data()
@@ -338,8 +441,10 @@ class OpenAIRealtimeSession:
         try:
             await ws.send(frame, text=True)
         except ConnectionClosed:
-            # The receive loop sees the same close and starts the reconnect.
-            self.audio_dropped_frames += 1
+            # The receive loop sees the same close and starts the reconnect; the frame waits
+            # in the backlog for the next session.
+            if not self._backlog.enabled:
+                self.audio_dropped_frames += 1
 
     async def send_text(self, text: str) -> None:
         """A user text turn followed by a response request."""

@@ -23,4 +23,5 @@ def realtime_settings() -> RealtimeSettings:
         turn_detection=settings.REALTIME_TURN_DETECTION,
         transcription_model=settings.REALTIME_TRANSCRIPTION_MODEL,
         max_reconnects=settings.REALTIME_MAX_RECONNECTS,
+        replay_audio_s=settings.REALTIME_REPLAY_AUDIO_S,
     )

@@ -35,6 +35,8 @@ class RealtimeSettings:
     backoff_base_s: float = 0.25
     backoff_max_s: float = 8.0
     connect_timeout_s: float = 10.0
+    # Caller audio kept for a reconnect until its turn is transcribed (0 turns it off).
+    replay_audio_s: float = 8.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ class SessionReady:
     """The session is configured (first connect or after a reconnect)."""
 
     reconnect_attempt: int = 0
+    # After a reconnect: caller audio sent to the new session before live audio resumed (the
+    # turn a drop interrupted); the new session's audio clock starts that much before it.
+    replayed_audio_ms: float = 0.0
 
 
 @dataclass(frozen=True)

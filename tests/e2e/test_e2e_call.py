@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 
 import pytest
 import soundfile as sf
@@ -33,7 +34,25 @@ def _heard_of_item(deltas: list[tuple[str, bytes]], item_id: str, played_bytes: 
     return min(max(0, played_bytes - before), item_bytes) / 8
 
 
-def test_call_with_two_turns_and_a_barge_in(live_bridge) -> None:
+def _assert_marks_close_each_reply(
+    marks: list[str], deltas: list[tuple[str, bytes]], cut_item: str, interval_ms: float
+) -> None:
+    """Marks name `item@ms sent`; they come at least interval_ms apart within an item, and every
+    reply played to the end gets one for its full length (its echo confirms it was heard)."""
+    item_ms: dict[str, float] = {}
+    for item_id, audio in deltas:
+        item_ms[item_id] = item_ms.get(item_id, 0.0) + len(audio) / 8
+    for item_id, total_ms in item_ms.items():
+        marked = [float(name.rpartition("@")[2]) for name in marks if name.startswith(item_id)]
+        assert marked, item_id
+        assert all(b - a >= interval_ms for a, b in itertools.pairwise(marked[:-1])), marked
+        if item_id != cut_item:
+            assert abs(marked[-1] - total_ms) <= 1, (item_id, marked, total_ms)
+
+
+@pytest.mark.parametrize("mark_interval_ms", [0.0, 700.0], ids=["mark-per-media", "marks-700ms"])
+def test_call_with_two_turns_and_a_barge_in(live_bridge, mark_interval_ms: float) -> None:
+    live_bridge.settings.TWILIO_MARK_INTERVAL_MS = mark_interval_ms
     run = live_bridge.place_call(standard_call())
     caller, standin, report = run.caller, run.standin, run.report
     assert report.script_error is None, report
@@ -43,13 +62,19 @@ def test_call_with_two_turns_and_a_barge_in(live_bridge) -> None:
     deltas = _model_deltas(standin)
     assert caller.agent_audio == b"".join(audio for _, audio in deltas)
     media_messages = [m for _, m in caller.received if m.get("event") == "media"]
-    assert len(caller.marks_received) == len(media_messages) > 0
     assert len(caller.clears_ms) == 1
 
     # Model side: the caller's audio reached the model byte for byte; one truncate.
     [connection] = standin.connections
     assert bytes(connection.audio) == bytes(caller.sent_audio)
     [truncate] = connection.received_of("conversation.item.truncate")
+    _assert_marks_close_each_reply(
+        caller.marks_received, deltas, truncate.payload["item_id"], mark_interval_ms
+    )
+    if mark_interval_ms == 0:
+        assert len(caller.marks_received) == len(media_messages) > 0
+    else:  # the stand-in's deltas are 100 ms: fewer marks than media messages
+        assert 0 < len(caller.marks_received) < len(media_messages) / 2
     [played_at_clear] = caller.played_bytes_at_clear
     heard_ms = _heard_of_item(deltas, truncate.payload["item_id"], played_at_clear)
     assert abs(truncate.payload["audio_end_ms"] - heard_ms) <= 100, (truncate.payload, heard_ms)

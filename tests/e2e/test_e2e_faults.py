@@ -352,6 +352,48 @@ def test_a_reply_lost_in_a_drop_is_asked_for_again(live_bridge) -> None:
     assert [line.speaker for line in rows.transcripts] == ["caller", "agent"]
 
 
+def test_a_turn_cut_by_a_drop_is_heard_again_and_answered(live_bridge) -> None:
+    async def drop_mid_second_turn(model, caller) -> None:
+        await model.wait_until(
+            lambda: (
+                bool(model.connections)
+                and len(model.connections[0].sent_of("input_audio_buffer.speech_started")) == 2
+            ),
+            20,
+        )
+        await asyncio.sleep(0.6)  # the caller is half-way through the turn
+        await model.drop_connections()
+
+    script = [
+        Silence(0.3),
+        Speak(1.5, seed=1),
+        AwaitAgentPlayed(),
+        Silence(0.5),
+        Speak(2.0, seed=2),  # the drop lands in here
+        AwaitAgentPlayed(timeout_s=15),
+        Silence(0.3),
+    ]
+    run = live_bridge.place_call(script, during=drop_mid_second_turn)
+    assert run.report.script_error is None  # answered, by the new session
+    first, second = run.standin.connections
+    assert first.dropped and len(first.sent_of("input_audio_buffer.speech_stopped")) == 1
+    # The new session got the cut turn again (the audio since the last transcribed turn),
+    # then the rest of the call: it ends with everything the caller sent after the drop.
+    sent = bytes(run.caller.sent_audio)
+    assert len(second.audio) > len(sent) - len(first.audio)
+    assert sent.endswith(bytes(second.audio))
+    rows = call_rows(finished_call(run.report.call_id))
+    assert rows.analytics.reconnects == 1
+    assert [line.speaker for line in rows.transcripts] == ["caller", "agent", "caller", "agent"]
+    # The cut turn sits on the call's timeline where it was spoken (less the VAD's 300 ms
+    # prefix padding), not where the new session's audio began.
+    spoken_at = run.caller.speech_spans_ms[1][0]
+    assert abs(rows.transcripts[2].start_ms - (spoken_at - 300)) <= 100, (
+        rows.transcripts[2].start_ms,
+        spoken_at,
+    )
+
+
 def test_a_frame_flood_is_cut_off_and_the_call_is_kept(live_bridge) -> None:
     async def scenario(model, caller):
         await caller.place_call()

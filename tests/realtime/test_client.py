@@ -29,6 +29,7 @@ from realtime.client import OpenAIRealtimeSession
 from realtime.model import (
     AgentTranscriptDone,
     AudioDelta,
+    CallerTranscriptDone,
     ContextItem,
     Disconnected,
     ModelEvent,
@@ -441,7 +442,9 @@ async def test_drop_reconnects_reconfigures_and_replays_the_conversation() -> No
         ContextItem(role="user", text="Thanks."),
     ]
     async with asyncio.timeout(TEST_TIMEOUT_S), ScriptedRealtime() as service:
-        session = OpenAIRealtimeSession(make_settings(service.url), lambda: list(conversation))
+        # Without the caller-audio backlog (tested below), audio sent while down is lost.
+        settings = make_settings(service.url, replay_audio_s=0)
+        session = OpenAIRealtimeSession(settings, lambda: list(conversation))
         await session.connect()
         first = await service.peers.get()
         await expect_types(first, "session.update")
@@ -477,6 +480,54 @@ async def test_drop_reconnects_reconfigures_and_replays_the_conversation() -> No
         # No response.create after the replay: the next thing the service sees is caller audio.
         await session.send_audio(FRAME)
         await expect_types(second, "input_audio_buffer.append")
+        await session.close()
+
+
+def _frame(fill: int) -> str:
+    return base64.b64encode(bytes([fill]) * 160).decode()
+
+
+async def test_untranscribed_caller_audio_is_replayed_into_the_new_session() -> None:
+    heard, unheard, while_down = _frame(1), _frame(2), _frame(3)
+    async with asyncio.timeout(TEST_TIMEOUT_S), ScriptedRealtime() as service:
+        session = OpenAIRealtimeSession(make_settings(service.url), no_context)
+        await session.connect()
+        first = await service.peers.get()
+        await expect_types(first, "session.update")
+        events = session.events()
+        assert await anext(events) == SessionReady()
+
+        # A turn the service heard and transcribed: it leaves the backlog.
+        await session.send_audio(heard)
+        await expect_types(first, "input_audio_buffer.append")
+        await first.send(
+            {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": 20, "item_id": "it_1"}
+        )
+        await first.send(
+            {
+                "type": "conversation.item.input_audio_transcription.completed",
+                "item_id": "it_1",
+                "content_index": 0,
+                "transcript": "Hello.",
+            }
+        )
+        await events_until(events, CallerTranscriptDone)
+        # Then the caller goes on speaking, and the socket drops mid-turn.
+        await session.send_audio(unheard)
+        await expect_types(first, "input_audio_buffer.append")
+        first.ws.transport.abort()
+        assert isinstance(await anext(events), Disconnected)
+        await session.send_audio(while_down)
+
+        # The new session hears the cut turn again, then what was said while it was down,
+        # before any live audio; its audio clock starts 40 ms before the next live frame.
+        assert await anext(events) == SessionReady(reconnect_attempt=1, replayed_audio_ms=40.0)
+        second = await service.peers.get()
+        _, *appends = await expect_types(
+            second, "session.update", "input_audio_buffer.append", "input_audio_buffer.append"
+        )
+        assert [event["audio"] for event in appends] == [unheard, while_down]
+        assert (session.audio_replayed_frames, session.audio_dropped_frames) == (2, 0)
         await session.close()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import secrets
 import signal
@@ -92,6 +93,8 @@ class Command(BaseCommand):
         parser.add_argument("--database-url", default="", help="default: a fresh SQLite file")
 
     def handle(self, *args, **options) -> None:  # type: ignore[no-untyped-def]
+        # The stand-in's socket server logs every connection open/close: thousands of lines.
+        logging.getLogger("websockets.server").setLevel(logging.WARNING)
         workdir = Path(tempfile.mkdtemp(prefix="bridge-soak-"))
         database_url = options["database_url"] or f"sqlite:///{workdir}/soak.sqlite3"
         # A second alias for reading the run's database back (Django fills in its defaults).
@@ -206,8 +209,8 @@ class Command(BaseCommand):
             f"failed {totals.calls_failed}, recordings {recordings}"
         )
         out(
-            f"caller frames sent {totals.caller_frames_sent}, reached the model {reached} "
-            f"(in reconnect windows: {totals.caller_frames_sent - reached})"
+            f"caller frames sent {totals.caller_frames_sent}, appended to the model {reached} "
+            "(more than sent when drops happen: untranscribed audio is replayed after each)"
         )
         out(
             f"agent audio streamed by the model {streamed} B, "
