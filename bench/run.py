@@ -19,7 +19,6 @@ import platform
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bridge_project.serve import server_command  # noqa: E402
+from bridge_project.serve import free_port, server_command, wait_for_port  # noqa: E402
 
 PYTHON = sys.executable
 # kind:calls[:end] -- `end`: every other call hangs up mid-run (loadtest --end-half).
@@ -40,23 +39,6 @@ DEFAULT_RUNS = (
 PUBLIC = "https://bench.example.test"
 SERVER_CORE = "0"
 GENERATOR_CORE = "1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], deadline_s: float = 60) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited with {process.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"the server did not listen on {port}")
 
 
 def pinned(core: str, command: list[str]) -> list[str]:
@@ -104,7 +86,7 @@ def server(kind: str, port: int, env: dict[str, str], workdir: Path) -> Iterator
             start_new_session=True,
         )
     try:
-        wait_for_port(port, process)
+        wait_for_port(port, process, 60, what=f"the {kind} server")
         time.sleep(1.0)  # let start-up work (recovery scan, imports) settle
         yield process.pid
     finally:

@@ -175,37 +175,60 @@ def read_tag(b64: bytes | bytearray, start: int) -> tuple[int, int] | None:
 # --- the stand-in ---------------------------------------------------------------------------------
 
 
-class StandInProtocol(asyncio.Protocol):
-    """One model socket from the bridge: the Realtime GA session as far as the bridge needs."""
+class FramedPeer(asyncio.Protocol):
+    """The WebSocket framing both ends of the load share: text frames go to `on_text`, pings
+    are answered, a close frame is echoed and the connection closed. Clients mask what they
+    send; servers do not."""
 
-    def __init__(self, server: LoadStandIn) -> None:
-        self.server = server
+    masked: bool
+
+    def __init__(self) -> None:
         self.reader = FrameReader()
         self.transport: asyncio.Transport | None = None
-        self.handshake = bytearray()
-        self.open = False
-        self.item = f"item_load{secrets.token_hex(6)}".encode()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+
+    def write(self, frame: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(frame)
+
+    def on_text(self, message: bytes) -> None:
+        raise NotImplementedError
+
+    def on_close_frame(self) -> None:
+        """The peer sent a close frame (before ours goes back)."""
+
+    def receive_frames(self, data: bytes) -> None:
+        for opcode, payload in self.reader.feed(data):
+            if opcode == 1:
+                self.on_text(payload)
+            elif opcode == 9:
+                self.write(ws_frame(payload, 10, masked=self.masked))
+            elif opcode == 8:
+                self.on_close_frame()
+                self.write(ws_frame(payload[:2], 8, masked=self.masked))
+                assert self.transport is not None
+                self.transport.close()
+
+
+class StandInProtocol(FramedPeer):
+    """One model socket from the bridge: the Realtime GA session as far as the bridge needs."""
+
+    masked = False
+
+    def __init__(self, server: LoadStandIn) -> None:
+        super().__init__()
+        self.server = server
+        self.handshake = bytearray()
+        self.open = False
+        self.item = f"item_load{secrets.token_hex(6)}".encode()
 
     def data_received(self, data: bytes) -> None:
         if not self.open:
             self._handshake(data)
             return
-        for opcode, payload in self.reader.feed(data):
-            if opcode == 1:
-                self._on_text(payload)
-            elif opcode == 9:
-                self._write(ws_frame(payload, 10, masked=False))
-            elif opcode == 8:
-                self._write(ws_frame(payload[:2], 8, masked=False))
-                assert self.transport is not None
-                self.transport.close()
-
-    def _write(self, frame: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(frame)
+        self.receive_frames(data)
 
     def _handshake(self, data: bytes) -> None:
         self.handshake += data
@@ -215,7 +238,7 @@ class StandInProtocol(asyncio.Protocol):
         headers = dict(line.split(b":", 1) for line in head.split(b"\r\n")[1:] if b":" in line)
         lowered = {k.strip().lower(): v.strip() for k, v in headers.items()}
         key = lowered.get(b"sec-websocket-key", b"")
-        self._write(
+        self.write(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             b"Sec-WebSocket-Accept: " + ws_accept(key) + b"\r\n\r\n"
         )
@@ -227,9 +250,9 @@ class StandInProtocol(asyncio.Protocol):
 
     def _send_event(self, event: dict[str, Any]) -> None:
         event = {"event_id": f"event_{secrets.token_hex(6)}", **event}
-        self._write(ws_frame(orjson.dumps(event), masked=False))
+        self.write(ws_frame(orjson.dumps(event), masked=False))
 
-    def _on_text(self, message: bytes) -> None:
+    def on_text(self, message: bytes) -> None:
         # The bridge builds appends with orjson: the type is the first field. Everything else
         # (session.update, truncate, cancel) is rare and decoded properly.
         if APPEND_TYPE in message[:40]:
@@ -249,7 +272,7 @@ class StandInProtocol(asyncio.Protocol):
             self.server.stats_arrival(tag, now)
         if self.server.echo:
             audio = message[start : message.index(b'"', start)]
-            self._write(
+            self.write(
                 ws_frame(
                     b'{"type":"response.output_audio.delta","event_id":"event_load",'
                     b'"response_id":"resp_load","item_id":"' + self.item + b'",'
@@ -312,19 +335,17 @@ class LoadStandIn:
 # --- the callers ---------------------------------------------------------------------------------
 
 
-class CallProtocol(asyncio.Protocol):
+class CallProtocol(FramedPeer):
     """The media stream of one call, as Twilio's side of it."""
 
+    masked = True
+
     def __init__(self, call: LoadCall) -> None:
+        super().__init__()
         self.call = call
-        self.reader = FrameReader()
-        self.transport: asyncio.Transport | None = None
         self.upgraded: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.head = bytearray()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         if not self.upgraded.done():
@@ -334,20 +355,13 @@ class CallProtocol(asyncio.Protocol):
                 return
             self.upgraded.set_result(head.startswith(b"HTTP/1.1 101"))
             data = rest
-        for opcode, payload in self.reader.feed(data):
-            if opcode == 1:
-                self.call.on_text(payload)
-            elif opcode == 9:
-                self.write(ws_frame(payload, 10, masked=True))
-            elif opcode == 8:
-                self.call.server_closed = not self.call.hanging_up
-                self.write(ws_frame(payload[:2], 8, masked=True))
-                assert self.transport is not None
-                self.transport.close()
+        self.receive_frames(data)
 
-    def write(self, frame: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(frame)
+    def on_text(self, message: bytes) -> None:
+        self.call.on_text(message)
+
+    def on_close_frame(self) -> None:
+        self.call.server_closed = not self.call.hanging_up
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None

@@ -30,6 +30,7 @@ from django.db import connections
 
 from bridge_project.serve import free_port, server_command, wait_for_port
 from realtime.simulator.caller import SimulatedTwilioCaller
+from realtime.simulator.load import rss_mb
 from realtime.simulator.script import timed_call
 from realtime.simulator.standin import RealtimeStandIn
 
@@ -50,13 +51,6 @@ class SoakTotals:
     agent_bytes_received: int = 0
     rss_mb: list[tuple[float, float]] = field(default_factory=list)  # (seconds, MB)
     drops: int = 0
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _start_server(env: dict[str, str], port: int, workdir: Path) -> subprocess.Popen[bytes]:
@@ -164,7 +158,7 @@ class Command(BaseCommand):
 
         async def sampler() -> None:
             while time.monotonic() < deadline + 5:
-                totals.rss_mb.append((time.monotonic() - started, _rss_mb(server.pid)))
+                totals.rss_mb.append((time.monotonic() - started, rss_mb(server.pid)))
                 await asyncio.sleep(10)
 
         side = [asyncio.create_task(dropper()), asyncio.create_task(sampler())]
