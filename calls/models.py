@@ -163,6 +163,9 @@ class Transcript(models.Model):
     # idempotency key that keeps a retried batch from duplicating lines.
     item_id = models.CharField(max_length=64, blank=True, default="")
     interrupted = models.BooleanField(default=False)
+    # The caller spoke but the service could not transcribe the turn: the text is a placeholder
+    # ("[inaudible]") so the turn still has its place on the timeline.
+    inaudible = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -199,6 +202,12 @@ class Sentiment(models.TextChoices):
     NEGATIVE = "negative"
 
 
+LATENCY_HELP = (
+    "Response latency in ms, as the caller lived it: from the end of the caller's speech to the "
+    "moment the agent's first audio of the reply reaches the caller, on the call timeline."
+)
+
+
 class Analytics(models.Model):
     call = models.OneToOneField(Call, on_delete=models.CASCADE, related_name="analytics")
     sentiment_label = models.CharField(
@@ -210,10 +219,13 @@ class Analytics(models.Model):
     silence_s = models.FloatField(default=0)
     turns = models.PositiveIntegerField(default=0)
     interruptions = models.PositiveIntegerField(default=0)
-    latency_ms_avg = models.FloatField(null=True, blank=True)
-    latency_ms_p50 = models.FloatField(null=True, blank=True)
-    latency_ms_p95 = models.FloatField(null=True, blank=True)
-    latency_ms_max = models.FloatField(null=True, blank=True)
+    # Response latency, as the caller lived it: from the end of the caller's speech (the VAD's
+    # end of turn less the silence that closed it) to the moment the agent's first audio of the
+    # reply reaches the caller (playback start), both on the call timeline.
+    latency_ms_avg = models.FloatField(null=True, blank=True, help_text=LATENCY_HELP)
+    latency_ms_p50 = models.FloatField(null=True, blank=True, help_text=LATENCY_HELP)
+    latency_ms_p95 = models.FloatField(null=True, blank=True, help_text=LATENCY_HELP)
+    latency_ms_max = models.FloatField(null=True, blank=True, help_text=LATENCY_HELP)
     reconnects = models.PositiveIntegerField(default=0)
     frames_missing = models.PositiveIntegerField(default=0)
     frames_malformed = models.PositiveIntegerField(default=0)
@@ -222,7 +234,15 @@ class Analytics(models.Model):
     output_audio_tokens = models.PositiveIntegerField(default=0)
     input_text_tokens = models.PositiveIntegerField(default=0)
     output_text_tokens = models.PositiveIntegerField(default=0)
-    cached_input_tokens = models.PositiveIntegerField(default=0)
+    cached_input_tokens = models.PositiveIntegerField(
+        default=0, help_text="input tokens served from the cache (a subset of the input tokens)"
+    )
+    cached_audio_tokens = models.PositiveIntegerField(
+        default=0, help_text="cached input audio tokens (a subset of input_audio_tokens)"
+    )
+    cached_text_tokens = models.PositiveIntegerField(
+        default=0, help_text="cached input text tokens (a subset of input_text_tokens)"
+    )
     estimated_cost_usd = models.DecimalField(max_digits=10, decimal_places=6, default=0)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -54,6 +54,7 @@ class TranscriptLine:
     item_id: str = ""
     interrupted: bool = False
     confidence: float | None = None
+    inaudible: bool = False  # the turn could not be transcribed; text is a placeholder
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,7 @@ def transcripts_add(*, call_id: str, lines: Iterable[TranscriptLine]) -> int:
             item_id=line.item_id,
             interrupted=line.interrupted,
             confidence=line.confidence,
+            inaudible=line.inaudible,
         )
         for line in lines
     ]

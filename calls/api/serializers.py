@@ -78,6 +78,7 @@ class TranscriptSerializer(serializers.ModelSerializer):
             "start_ms",
             "end_ms",
             "interrupted",
+            "inaudible",
         )
 
 
