@@ -10,7 +10,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import math
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from audio.g711 import ulaw_decode, ulaw_encode
 from realtime.simulator import protocol as rt
 from realtime.simulator.protocol import Protocol, Reply
 from realtime.simulator.speech import speech
+from realtime.simulator.timing import chunk_sizes, connection_rng, delay_range, draw
 from realtime.simulator.vad import EnergyVad
 
 if TYPE_CHECKING:
@@ -46,6 +46,8 @@ class Faults:
     expire_after_s: float | None = None
     stall_after_s: float | None = None
     stall_after_appends: int | None = None
+    # The first session.update is answered this late: a slow or overloaded service.
+    configure_delay_s: float | None = None
     first_connections: int | None = None
 
     def applies_to(self, attempt: int) -> bool:
@@ -76,6 +78,10 @@ class ActiveResponse:
     response_id: str
     item_id: str
     reply: Reply
+    # The model's latency, drawn when the response starts: until `response.created`, then
+    # from there until the first audio delta.
+    created_delay_s: float = 0.0
+    first_audio_delay_s: float = 0.0
     task: asyncio.Task[None] | None = None
     cancel_reason: str | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -123,8 +129,13 @@ class StandInConnection:
         self.response: ActiveResponse | None = None
         self.responses = 0
         self.transcriptions = 0
-        self.previous_input_tokens = 0
+        self.previous_input: rt.InputTokens | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        # One random stream per purpose, so e.g. a longer reply never changes which
+        # transcription fails; all seeded from (the stand-in's seed, this connection's index).
+        self._rng_transcription = connection_rng(standin.seed, index, "transcription")
+        self._rng_response = connection_rng(standin.seed, index, "response")
+        self._rng_chunks = connection_rng(standin.seed, index, "chunks")
 
     # --- observation helpers ------------------------------------------------------------------
 
@@ -337,6 +348,9 @@ class StandInConnection:
             await self.emit_error(problem, code="invalid_value", cause=payload)
             return
         self.session = candidate
+        faults = self.faults
+        if faults is not None and faults.configure_delay_s and not self.sent_of("session.updated"):
+            await asyncio.sleep(faults.configure_delay_s)
         await self.emit("session.updated", session=self.session)
 
     async def _on_append(self, payload: dict[str, Any]) -> None:
@@ -428,21 +442,26 @@ class StandInConnection:
                 cause=payload,
             )
             return
-        await self._commit(self.speech_item_id or rt.new_id("item"))
+        # A client commit ends a turn the VAD still has open: the audio becomes the item
+        # speech_started announced, and no speech_stopped will follow for it. It does not
+        # create a response (the service's docs: commit "will not create a response").
+        item_id = self.speech_item_id or rt.new_id("item")
+        self.speech_item_id = None
+        self.vad.end_turn()
+        await self._commit(item_id)
 
     async def _on_clear(self, payload: dict[str, Any]) -> None:
         self.buffer_start_samples = self.vad.samples
         await self.emit("input_audio_buffer.cleared")
 
     async def _commit(self, item_id: str) -> None:
-        """Turn the buffered caller audio into a user item, transcribed if the session asks."""
+        """Turn the buffered caller audio into a user item; transcribe it if the session asks,
+        asynchronously, as the service runs its ASR beside the response."""
         audio_ms = (self.vad.samples - self.buffer_start_samples) * 1000.0 / self.input_rate
         self.buffer_start_samples = self.vad.samples
         previous, self.last_item_id = self.last_item_id, item_id
-        transcribes = rt.session_transcribes(self.protocol, self.session)
-        transcript = self.standin.caller_line(self.transcriptions) if transcribes else ""
-        self.transcriptions += transcribes
-        self.items[item_id] = Item(item_id, "user", audio_ms=audio_ms, text=transcript)
+        model = rt.session_transcription_model(self.protocol, self.session)
+        self.items[item_id] = Item(item_id, "user", audio_ms=audio_ms)
         await self.emit("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id)
         item = {
             "id": item_id,
@@ -453,14 +472,63 @@ class StandInConnection:
             "content": [{"type": "input_audio", "transcript": None}],
         }
         await self._announce_item(item, previous, done=True)
-        if transcribes:
+        if model is not None:
+            self._transcribe(item_id, model, audio_ms)
+
+    def _transcribe(self, item_id: str, model: str, audio_ms: float) -> None:
+        """Start the transcription of a committed item: its line, delay and fate are drawn
+        now, at the commit, so they do not depend on how the tasks interleave later."""
+        standin = self.standin
+        transcript = standin.caller_line(self.transcriptions)
+        self.transcriptions += 1
+        rng = self._rng_transcription
+        delay_s = draw(rng, delay_range(standin.transcription_delay_s, "transcription_delay_s"))
+        # Drawn even when the rate is 0, so the delays do not depend on the failure rate.
+        failed = rng.random() < standin.transcription_failure_rate
+        deltas = [] if failed or not standin.transcription_deltas else _deltas(model, transcript)
+        self.spawn(
+            self._deliver_transcription(
+                item_id, model, audio_ms, transcript, delay_s, deltas, failed
+            )
+        )
+
+    async def _deliver_transcription(
+        self,
+        item_id: str,
+        model: str,
+        audio_ms: float,
+        transcript: str,
+        delay_s: float,
+        deltas: list[str],
+        failed: bool,
+    ) -> None:
+        # The deltas stream over the last part of the wait; `completed` (or `failed`) ends it.
+        first_s = delay_s * 0.6 if deltas else delay_s
+        await asyncio.sleep(first_s)
+        step_s = (delay_s - first_s) / max(1, len(deltas))
+        for delta in deltas:
             await self.emit(
-                "conversation.item.input_audio_transcription.completed",
+                "conversation.item.input_audio_transcription.delta",
                 item_id=item_id,
                 content_index=0,
-                transcript=transcript,
-                usage={"type": "duration", "seconds": round(audio_ms / 1000, 3)},
+                delta=delta,
             )
+            await asyncio.sleep(step_s)
+        if failed:
+            await self.emit(
+                "conversation.item.input_audio_transcription.failed",
+                item_id=item_id,
+                content_index=0,
+                error=rt.transcription_failed_error(),
+            )
+            return
+        await self.emit(
+            "conversation.item.input_audio_transcription.completed",
+            item_id=item_id,
+            content_index=0,
+            transcript=transcript,
+            usage=rt.transcription_usage(model, audio_ms, transcript),
+        )
 
     async def _on_item_create(self, payload: dict[str, Any]) -> None:
         item = payload.get("item")
@@ -527,8 +595,18 @@ class StandInConnection:
     # --- responses ----------------------------------------------------------------------------
 
     def _start_response(self) -> None:
-        reply = self.standin.reply_for(self.responses)
-        response = ActiveResponse(rt.new_id("resp"), rt.new_id("item"), reply)
+        standin = self.standin
+        reply = standin.reply_for(self.responses)
+        rng = self._rng_response
+        response = ActiveResponse(
+            rt.new_id("resp"),
+            rt.new_id("item"),
+            reply,
+            created_delay_s=draw(rng, delay_range(standin.response_delay_s, "response_delay_s")),
+            first_audio_delay_s=draw(
+                rng, delay_range(standin.first_audio_delay_s, "first_audio_delay_s")
+            ),
+        )
         self.responses += 1
         self.response = response
         response.task = asyncio.create_task(self._respond(response))
@@ -545,8 +623,12 @@ class StandInConnection:
 
     async def _respond(self, response: ActiveResponse) -> None:
         try:
+            # The response exists (response.create meets "already active") from the start, but
+            # the model takes a moment to announce it, and longer to speak. Cancelled during
+            # the first wait, it is still announced, then done with no output.
+            await self._pause(response, response.created_delay_s)
             await self.emit("response.created", response=self._response_body(response))
-            if not await self._pause(response, self.standin.first_audio_delay_s):
+            if not await self._pause(response, response.first_audio_delay_s):
                 await self._stream_audio(response)
             await self._finish(response)
         finally:
@@ -595,14 +677,15 @@ class StandInConnection:
         codec = self.output_codec
         rate = rt.codec_rate(codec)
         samples = speech(response.reply.seconds, rate=rate, seed=self.index * 1000 + self.responses)
-        chunk = rate * self.standin.chunk_ms // 1000
-        chunks = max(1, math.ceil(samples.size / chunk))
+        rng = self._rng_chunks if self.standin.uneven_chunks else None
+        sizes = chunk_sizes(samples.size, rate * self.standin.chunk_ms // 1000, rate // 1000, rng)
         words = response.reply.text.split()
         speed = self.standin.speed
-        interval = self.standin.chunk_ms / 1000.0 / speed if speed > 0 else 0.0
         start = time.monotonic()
-        for index in range(chunks):
-            piece = samples[index * chunk : (index + 1) * chunk]
+        offset = 0
+        for index, size in enumerate(sizes):
+            piece = samples[offset : offset + size]
+            offset += size
             data = ulaw_encode(piece) if codec == "pcmu" else pcm16_to_bytes(piece)
             await self.emit(
                 "response.output_audio.delta",
@@ -611,9 +694,11 @@ class StandInConnection:
             )
             response.sent_ms += piece.size * 1000.0 / rate
             self.items[response.item_id].audio_ms = response.sent_ms
-            await self._say_words(response, words, round(len(words) * (index + 1) / chunks))
-            # Absolute schedule: chunk n+1 leaves at start + (n+1) * interval, jitter or not.
-            if await self._pause(response, start + (index + 1) * interval - time.monotonic()):
+            await self._say_words(response, words, round(len(words) * (index + 1) / len(sizes)))
+            # Absolute schedule: the next chunk leaves when the audio sent so far would have
+            # played at `speed`, however uneven the chunks and however late this one was.
+            due = start + response.sent_ms / 1000.0 / speed if speed > 0 else 0.0
+            if await self._pause(response, due - time.monotonic()):
                 return
 
     async def _say_words(self, response: ActiveResponse, words: list[str], upto: int) -> None:
@@ -643,14 +728,18 @@ class StandInConnection:
             done = self._assistant_item(response, "incomplete" if cancelled else "completed")
             output.append(done)
             await self.emit("response.output_audio.done", **ids)
-            await self.emit(
-                "response.output_audio_transcript.done", **ids, transcript=response.transcript
-            )
-            await self.emit(
-                "response.content_part.done",
-                **ids,
-                part={"type": "audio", "transcript": response.transcript},
-            )
+            if not cancelled:
+                # A reply cut short (by the caller's speech or response.cancel) gets no
+                # transcript.done and no content_part.done: what was said so far arrives only
+                # in output_item.done (status incomplete) and response.done.
+                await self.emit(
+                    "response.output_audio_transcript.done", **ids, transcript=response.transcript
+                )
+                await self.emit(
+                    "response.content_part.done",
+                    **ids,
+                    part={"type": "audio", "transcript": response.transcript},
+                )
             await self.emit(
                 "response.output_item.done",
                 response_id=response.response_id,
@@ -690,22 +779,18 @@ class StandInConnection:
         return body
 
     def _usage(self, response: ActiveResponse) -> dict[str, Any]:
-        """The whole conversation is input; what the last response already saw is cached."""
-        items = self.items.values()
-        audio_in = sum(
-            round(item.audio_ms / 1000 * rt.INPUT_AUDIO_TOKENS_PER_S)
-            for item in items
-            if item.item_id != response.item_id
-        )
+        """The whole conversation is input; what the last response saw as input, a prefix of
+        this one's context, is cached (kind by kind, as `cached_tokens_details` splits it)."""
+        items = [item for item in self.items.values() if item.item_id != response.item_id]
+        audio_in = sum(round(item.audio_ms / 1000 * rt.INPUT_AUDIO_TOKENS_PER_S) for item in items)
         text_in = rt.text_tokens(str(self.session.get("instructions") or "")) + sum(
             rt.text_tokens(item.text) for item in items if not item.audio_ms
         )
-        cached = self.previous_input_tokens
-        self.previous_input_tokens = audio_in + text_in
+        input_tokens = rt.InputTokens(text_in, audio_in).cached_from(self.previous_input)
+        self.previous_input = input_tokens
         return rt.usage(
-            audio_in=audio_in,
-            text_in=text_in,
-            cached=cached,
+            self.protocol,
+            input_tokens=input_tokens,
             output_ms=response.sent_ms,
             transcript=response.transcript,
         )
@@ -715,6 +800,14 @@ def _setting(detection: dict[str, Any], key: str, default: float) -> float:
     """A turn-detection number; absent or null means the service's default."""
     value = detection.get(key)
     return default if value is None else float(value)
+
+
+def _deltas(model: str, transcript: str) -> list[str]:
+    """The `...input_audio_transcription.delta`s of a transcript, joining back to it whole."""
+    if model == "whisper-1":
+        return [transcript]  # whisper-1 is not incremental: one delta, the whole turn
+    words = transcript.split(" ")
+    return [word if not n else " " + word for n, word in enumerate(words)]
 
 
 def _truncate_problem(

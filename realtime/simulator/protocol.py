@@ -169,9 +169,47 @@ def session_turn_detection(protocol: Protocol, session: dict[str, Any]) -> dict[
 
 
 def session_transcribes(protocol: Protocol, session: dict[str, Any]) -> bool:
+    return session_transcription_model(protocol, session) is not None
+
+
+def session_transcription_model(protocol: Protocol, session: dict[str, Any]) -> str | None:
+    """The input transcription model the session asks for, or None if it does not transcribe."""
     if protocol == "beta":
-        return bool(session.get("input_audio_transcription"))
-    return bool(session["audio"]["input"].get("transcription"))
+        config = session.get("input_audio_transcription")
+    else:
+        config = session["audio"]["input"].get("transcription")
+    if not config:
+        return None
+    return str(config.get("model") or "whisper-1") if isinstance(config, dict) else "whisper-1"
+
+
+def transcription_usage(model: str, audio_ms: float, transcript: str) -> dict[str, Any]:
+    """The `usage` of a completed input transcription, billed as its model is.
+
+    whisper-1 is billed by duration; the gpt-4o transcribe models by tokens (audio in, text
+    out), as the service reports them.
+    """
+    if model == "whisper-1":
+        return {"type": "duration", "seconds": round(audio_ms / 1000, 3)}
+    audio_tokens = round(audio_ms / 1000 * INPUT_AUDIO_TOKENS_PER_S)
+    output_tokens = text_tokens(transcript)
+    return {
+        "type": "tokens",
+        "total_tokens": audio_tokens + output_tokens,
+        "input_tokens": audio_tokens,
+        "input_token_details": {"text_tokens": 0, "audio_tokens": audio_tokens},
+        "output_tokens": output_tokens,
+    }
+
+
+def transcription_failed_error() -> dict[str, Any]:
+    """The `error` of `conversation.item.input_audio_transcription.failed` (the docs' example)."""
+    return {
+        "type": "transcription_error",
+        "code": "audio_unintelligible",
+        "message": "The audio could not be transcribed.",
+        "param": None,
+    }
 
 
 def codec_rate(codec: Codec) -> int:
@@ -183,21 +221,65 @@ def text_tokens(text: str) -> int:
     return math.ceil(len(text) / 4) if text else 0
 
 
+@dataclass(frozen=True)
+class InputTokens:
+    """A response's input tokens by kind; `cached_*` are the part of each served from cache."""
+
+    text: int
+    audio: int
+    cached_text: int = 0
+    cached_audio: int = 0
+
+    def __post_init__(self) -> None:
+        # The service counts cached tokens as a subset of the input tokens of the same kind.
+        if not (0 <= self.cached_text <= self.text and 0 <= self.cached_audio <= self.audio):
+            raise ValueError(f"cached tokens exceed the input tokens: {self}")
+
+    @property
+    def total(self) -> int:
+        return self.text + self.audio
+
+    @property
+    def cached(self) -> int:
+        return self.cached_text + self.cached_audio
+
+    def cached_from(self, previous: InputTokens | None) -> InputTokens:
+        """These input tokens with the previous response's input (a prefix of this one's
+        context) cached, kind by kind, never more than there is of that kind now."""
+        if previous is None:
+            return InputTokens(self.text, self.audio)
+        return InputTokens(
+            self.text,
+            self.audio,
+            cached_text=min(previous.text, self.text),
+            cached_audio=min(previous.audio, self.audio),
+        )
+
+
 def usage(
-    *, audio_in: int, text_in: int, cached: int, output_ms: float, transcript: str
+    protocol: Protocol, *, input_tokens: InputTokens, output_ms: float, transcript: str
 ) -> dict[str, Any]:
-    """A response's `usage` object: input is the whole context, output audio by its length."""
-    input_tokens = audio_in + text_in
+    """A response's `usage` object: input is the whole context, output audio by its length.
+
+    GA splits the cached tokens into text and audio in `cached_tokens_details`; the beta SDK
+    types know only `cached_tokens`, so beta sends that alone.
+    """
     audio_out = round(output_ms / 1000.0 * OUTPUT_AUDIO_TOKENS_PER_S)
     text_out = text_tokens(transcript)
+    input_details: dict[str, Any] = {
+        "audio_tokens": input_tokens.audio,
+        "text_tokens": input_tokens.text,
+        "cached_tokens": input_tokens.cached,
+    }
+    if protocol == "ga":
+        input_details["cached_tokens_details"] = {
+            "text_tokens": input_tokens.cached_text,
+            "audio_tokens": input_tokens.cached_audio,
+        }
     return {
-        "total_tokens": input_tokens + audio_out + text_out,
-        "input_tokens": input_tokens,
+        "total_tokens": input_tokens.total + audio_out + text_out,
+        "input_tokens": input_tokens.total,
         "output_tokens": audio_out + text_out,
-        "input_token_details": {
-            "audio_tokens": audio_in,
-            "text_tokens": text_in,
-            "cached_tokens": min(cached, input_tokens),
-        },
+        "input_token_details": input_details,
         "output_token_details": {"audio_tokens": audio_out, "text_tokens": text_out},
     }

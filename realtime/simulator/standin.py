@@ -7,18 +7,33 @@ side of the end-to-end tests. It behaves like the service wherever the bridge ca
   `OpenAI-Beta: realtime=v1` selects the beta protocol, as it does on the real endpoint;
 * caller audio is decoded in the session's input format and fed to an energy server VAD on the
   model's own input-audio clock (ms of audio appended), which emits speech_started/stopped,
-  commits the turn, transcribes it (when the session asks for transcription) with the next
-  scripted caller line, and starts a response;
+  commits the turn and starts a response; `speech_stopped.audio_end_ms` includes the silence
+  that closed the turn (`silence_duration_ms`), as the service's does;
+* with the service's timing: the turn's transcription (the next scripted caller line, when the
+  session asks for transcription) runs beside the response and lands 0.3-1.5 s after the
+  commit, usually after `response.created`, streamed as `...transcription.delta`s; now and then
+  it fails instead (`...transcription.failed`); `response.created` comes 50-150 ms after
+  speech_stopped and the first audio 250-600 ms after that;
 * a response streams scripted speech faster than real time, as the service does, so the bridge
-  must pace playback itself; speech while it streams cancels it (`interrupt_response`);
+  must pace playback itself, in deltas that are not whole milliseconds; speech while it streams
+  cancels it (`interrupt_response`); a reply cut short (so, or by response.cancel) gets no
+  transcript.done: its transcript comes only in output_item.done and response.done;
+* a client `input_audio_buffer.commit` ends a turn the VAD has open (no speech_stopped follows)
+  and, as the docs say, creates no response;
+* usage counts the previous response's input as cached, split text/audio
+  (`cached_tokens_details`, GA);
 * truncating past the end of an item, or cancelling when no response is in progress, fails
   with the service's wording, so the bridge meets the same benign errors as in production;
 * faults for tests: refused handshakes, immediate closes, dropped sockets, `session_expired`
   then close 1001, and stalls (no bytes either way, socket left open).
 
 Every client event, every appended audio byte and every truncation is kept per connection.
+Randomness (delays, failures, chunk sizes) comes from per-connection generators seeded by
+`seed` and the connection's index, so runs repeat exactly.
 
-Run standalone: `python -m realtime.simulator.standin --port 8765`.
+Run standalone: `python -m realtime.simulator.standin --port 8765` (`--help` for the timing
+flags: `--seed`, `--transcription-delay LOW HIGH`, `--transcription-failure-rate`,
+`--response-delay LOW HIGH`, `--first-audio-delay LOW HIGH`, `--even-chunks`).
 """
 
 from __future__ import annotations
@@ -41,6 +56,7 @@ from websockets.http11 import Request, Response
 from realtime.simulator import protocol as rt
 from realtime.simulator.connection import Faults, ReceivedEvent, StandInConnection
 from realtime.simulator.protocol import Reply
+from realtime.simulator.timing import Delay, delay_range
 
 __all__ = [
     "DEFAULT_CALLER_LINES",
@@ -55,6 +71,11 @@ __all__ = [
 ]
 
 DEFAULT_PORT = 8765
+# The service's timing, in seconds (low, high), drawn uniformly per turn.
+DEFAULT_TRANSCRIPTION_DELAY_S = (0.3, 1.5)  # commit -> ...input_audio_transcription.completed
+DEFAULT_RESPONSE_DELAY_S = (0.05, 0.15)  # speech_stopped (or response.create) -> response.created
+DEFAULT_FIRST_AUDIO_DELAY_S = (0.25, 0.6)  # response.created -> the first audio delta
+DEFAULT_TRANSCRIPTION_FAILURE_RATE = 0.05
 DEFAULT_REPLIES: tuple[Reply, ...] = (
     Reply("Hello, thanks for calling. How can I help you today?", 2.4),
     Reply("Sure, I can help with that. Could you tell me a little more about the order?", 3.6),
@@ -86,7 +107,20 @@ class RealtimeStandIn:
     `caller_lines` in turn, both cycling and both starting over on a new connection. `speed` is
     how many times faster than real time replies stream (0: no pauses at all). `faults` may be
     replaced at any time and applies to the following handshakes. With `echo`, every appended
-    frame comes straight back as a `response.output_audio.delta` instead.
+    frame comes straight back as a `response.output_audio.delta` instead (no delays, no
+    randomness).
+
+    The service's timing, all defaults realistic (delays are seconds, fixed or (low, high)):
+
+    * `transcription_delay_s`: commit to `...input_audio_transcription.completed`;
+    * `transcription_failure_rate`: the share of transcriptions that end in `...failed`
+      instead (0 for none);
+    * `transcription_deltas`: stream `...input_audio_transcription.delta`s before completing;
+    * `response_delay_s`: speech_stopped (or response.create) to `response.created`;
+    * `first_audio_delay_s`: `response.created` to the first audio delta;
+    * `uneven_chunks`: audio deltas vary by a few samples around `chunk_ms`, so they are not
+      whole milliseconds (False: exactly `chunk_ms` each, but the last);
+    * `seed`: the seed of every random draw, with the connection's index.
     """
 
     def __init__(
@@ -98,13 +132,25 @@ class RealtimeStandIn:
         caller_lines: Sequence[str] = DEFAULT_CALLER_LINES,
         speed: float = 4.0,
         chunk_ms: int = 100,
-        first_audio_delay_s: float = 0.1,
+        first_audio_delay_s: Delay = DEFAULT_FIRST_AUDIO_DELAY_S,
+        response_delay_s: Delay = DEFAULT_RESPONSE_DELAY_S,
+        transcription_delay_s: Delay = DEFAULT_TRANSCRIPTION_DELAY_S,
+        transcription_failure_rate: float = DEFAULT_TRANSCRIPTION_FAILURE_RATE,
+        transcription_deltas: bool = True,
+        uneven_chunks: bool = True,
+        seed: int = 0,
         vad_start_ms: int = 100,
         faults: Faults | None = None,
         echo: bool = False,
     ) -> None:
         if not replies or not caller_lines:
             raise ValueError("replies and caller_lines must not be empty")
+        if not 0.0 <= transcription_failure_rate <= 1.0:
+            raise ValueError("transcription_failure_rate must be between 0 and 1")
+        # Checked now, read on each use, so a test may assign new values between turns.
+        delay_range(first_audio_delay_s, "first_audio_delay_s")
+        delay_range(response_delay_s, "response_delay_s")
+        delay_range(transcription_delay_s, "transcription_delay_s")
         self.host = host
         self.requested_port = port
         self.replies = tuple(replies)
@@ -112,6 +158,12 @@ class RealtimeStandIn:
         self.speed = speed
         self.chunk_ms = chunk_ms
         self.first_audio_delay_s = first_audio_delay_s
+        self.response_delay_s = response_delay_s
+        self.transcription_delay_s = transcription_delay_s
+        self.transcription_failure_rate = transcription_failure_rate
+        self.transcription_deltas = transcription_deltas
+        self.uneven_chunks = uneven_chunks
+        self.seed = seed
         self.vad_start_ms = vad_start_ms
         self.faults = faults or Faults()
         # Echo mode (load tests): each appended frame comes straight back as output audio,
@@ -301,14 +353,17 @@ def _json_response(
     return response
 
 
-async def serve_forever(host: str, port: int, speed: float, echo: bool = False) -> None:
-    """Run a stand-in until SIGINT or SIGTERM (what `make run` starts in development)."""
+async def serve_forever(host: str, port: int, **options: Any) -> None:
+    """Run a stand-in until SIGINT or SIGTERM (what `make run` starts in development).
+
+    `options` are RealtimeStandIn's keyword arguments (speed, echo, seed, the delays...).
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with RealtimeStandIn(host=host, port=port, speed=speed, echo=echo) as standin:
-        what = "echoing caller audio" if echo else "scripted replies"
+    async with RealtimeStandIn(host=host, port=port, **options) as standin:
+        what = "echoing caller audio" if standin.echo else "scripted replies"
         print(f"realtime stand-in listening on {standin.url} ({what}, not OpenAI)", flush=True)
         await stop.wait()
 
@@ -326,8 +381,58 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--echo", action="store_true", help="send every appended frame straight back as audio"
     )
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    delays = (
+        (
+            "--transcription-delay",
+            "transcription_delay_s",
+            DEFAULT_TRANSCRIPTION_DELAY_S,
+            "commit to transcript",
+        ),
+        (
+            "--response-delay",
+            "response_delay_s",
+            DEFAULT_RESPONSE_DELAY_S,
+            "speech_stopped to response.created",
+        ),
+        (
+            "--first-audio-delay",
+            "first_audio_delay_s",
+            DEFAULT_FIRST_AUDIO_DELAY_S,
+            "response.created to the first audio",
+        ),
+    )
+    for flag, dest, default, what in delays:
+        parser.add_argument(
+            flag,
+            dest=dest,
+            type=float,
+            nargs=2,
+            metavar=("LOW", "HIGH"),
+            default=default,
+            help=f"seconds from {what}, drawn uniformly (default: %(default)s)",
+        )
+    parser.add_argument(
+        "--transcription-failure-rate",
+        type=float,
+        default=DEFAULT_TRANSCRIPTION_FAILURE_RATE,
+        help="share of caller turns whose transcription fails (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--even-chunks",
+        action="store_true",
+        help="audio deltas of exactly 100 ms each instead of a few samples more or less",
+    )
     args = parser.parse_args(argv)
-    asyncio.run(serve_forever(args.host, args.port, args.speed, args.echo))
+    options = {
+        "speed": args.speed,
+        "echo": args.echo,
+        "seed": args.seed,
+        "transcription_failure_rate": args.transcription_failure_rate,
+        "uneven_chunks": not args.even_chunks,
+        **{dest: tuple(getattr(args, dest)) for _, dest, _, _ in delays},
+    }
+    asyncio.run(serve_forever(args.host, args.port, **options))
     return 0
 
 

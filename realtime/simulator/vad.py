@@ -2,7 +2,9 @@
 
 Like the service's `server_vad`: speech starts once the level stays above the threshold for a
 short while (100 ms here), `audio_start_ms` reaches back by `prefix_padding_ms`, and speech stops
-after `silence_duration_ms` below it, `audio_end_ms` being that moment (silence included).
+after `silence_duration_ms` below it, `audio_end_ms` being that moment: the silence that closed
+the turn is included, as in the service's `speech_stopped.audio_end_ms` (a turn of speech ending
+at 2.0 s with the default 500 ms of silence stops at 2500 ms).
 """
 
 from __future__ import annotations
@@ -52,6 +54,13 @@ class EnergyVad:
             if change is not None:
                 changes.append(change)
         return changes
+
+    def end_turn(self) -> None:
+        """The turn was committed by the client: forget it was open (no stop will follow),
+        so speech that goes on has to start a new turn. The clock runs on."""
+        self.speaking = False
+        self._voiced_run_ms = 0
+        self._quiet_run_ms = 0
 
     def _voiced_frames(self, pcm: np.ndarray, frame: int, threshold_sq: float) -> list[bool]:
         if self._carry.size:

@@ -88,23 +88,30 @@ async def test_a_caller_turn_gives_vad_events_transcript_and_a_response_in_order
         await client.use_pcmu()
         await client.append(caller_turn(1.5, lead_s=0.5, tail_s=1.0))
         done = await client.until("response.done")
+        if not any(e["type"].endswith("transcription.completed") for e in client.events):
+            await client.until("conversation.item.input_audio_transcription.completed")
 
     types = [e["type"] for e in client.events]
     turn = types[types.index("input_audio_buffer.speech_started") :]
+    # The transcription runs beside the response (and lands after response.created, with the
+    # default delays): leave its events out to check the rest of the order.
+    reply = [t for t in turn if "input_audio_transcription" not in t]
     expected = [
         "input_audio_buffer.speech_started",
         "input_audio_buffer.speech_stopped",
         "input_audio_buffer.committed",
         "conversation.item.added",
         "conversation.item.done",
-        "conversation.item.input_audio_transcription.completed",
         "response.created",
         "response.output_item.added",
         "conversation.item.added",
         "response.content_part.added",
     ]
-    assert turn[: len(expected)] == expected
-    assert turn[-6:] == [
+    assert reply[: len(expected)] == expected
+    assert types.index("conversation.item.input_audio_transcription.completed") > types.index(
+        "response.created"
+    )
+    assert reply[reply.index("response.done") - 5 : reply.index("response.done") + 1] == [
         "response.output_audio.done",
         "response.output_audio_transcript.done",
         "response.content_part.done",
@@ -129,7 +136,9 @@ async def test_a_caller_turn_gives_vad_events_transcript_and_a_response_in_order
     }
     audio = b"".join(base64.b64decode(d["delta"]) for d in deltas)
     assert len(audio) == DEFAULT_REPLIES[0].seconds * 8000  # mu-law, one byte a sample
-    assert all(len(base64.b64decode(d["delta"])) == 800 for d in deltas[:-1])  # 100 ms chunks
+    sizes = [len(base64.b64decode(d["delta"])) for d in deltas]
+    # About 100 ms each, but not whole milliseconds (8 bytes a ms), as the service's are not.
+    assert all(793 <= size <= 807 and size % 8 for size in sizes[:-1])
     assert np.sqrt(np.mean(ulaw_decode(audio).astype(np.float64) ** 2)) > 1000  # speech
     assert by_type["response.output_audio_transcript.done"]["transcript"] == DEFAULT_REPLIES[0].text
     deltas_text = "".join(
@@ -143,7 +152,11 @@ async def test_a_caller_turn_gives_vad_events_transcript_and_a_response_in_order
     assert usage["output_token_details"]["audio_tokens"] == 48  # 2.4 s at 20 tokens/s
     assert usage["input_token_details"]["audio_tokens"] == 25  # 2.5 s committed, at 10/s
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
-    assert set(usage["input_token_details"]) == {"audio_tokens", "text_tokens", "cached_tokens"}
+    assert usage["input_token_details"]["cached_tokens"] == 0  # the first response
+    assert usage["input_token_details"]["cached_tokens_details"] == {
+        "text_tokens": 0,
+        "audio_tokens": 0,
+    }
 
     connection = standin.connections[0]
     assert bytes(connection.audio) == caller_turn(1.5, lead_s=0.5, tail_s=1.0)
@@ -184,7 +197,9 @@ async def test_pcm_sessions_take_and_give_pcm16_at_24_khz(realtime_connect):
         assert abs(stopped["audio_end_ms"] - (1300 + 300)) <= 30
         await client.until("response.done")
     deltas = [e for e in client.events if e["type"] == "response.output_audio.delta"]
-    assert len(base64.b64decode(deltas[0]["delta"])) == 4800  # 100 ms, 2 bytes a sample
+    first = len(base64.b64decode(deltas[0]["delta"]))
+    # About 100 ms (4800 bytes), whole samples (2 bytes each), not whole ms (48 bytes each).
+    assert abs(first - 4800) <= 14 and first % 2 == 0 and first % 48
     # No transcription was configured, so none is sent (as on the real service).
     assert not [e for e in client.events if "transcription" in e["type"]]
 
@@ -217,9 +232,14 @@ async def test_speech_during_a_reply_cancels_it_like_the_service(
     assert done["response"]["status_details"] == {"type": "cancelled", "reason": "turn_detected"}
     assert "response.output_audio.delta" not in types[barge_in:]
     assert types[barge_in:][-2:] == ["conversation.item.done", "response.done"]
-    heard = next(e for e in client.events if e["type"] == "response.output_audio_transcript.done")
-    assert DEFAULT_REPLIES[0].text.startswith(heard["transcript"])
-    assert heard["transcript"] != DEFAULT_REPLIES[0].text
+    # A cut reply's transcript comes only with the item (incomplete) and response.done.
+    assert "response.output_audio_transcript.done" not in types
+    item = next(e for e in client.events if e["type"] == "response.output_item.done")["item"]
+    assert item["status"] == "incomplete"
+    heard = item["content"][0]["transcript"]
+    assert DEFAULT_REPLIES[0].text.startswith(heard)
+    assert heard != DEFAULT_REPLIES[0].text
+    assert done["response"]["output"][0]["content"][0]["transcript"] == heard
 
 
 async def test_response_cancel_stops_the_reply_and_fails_without_one(
