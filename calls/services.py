@@ -1,22 +1,25 @@
 """Writes to the call record. Keyword-only, typed, named <entity>_<action>.
 
 Every function here is safe to retry: the bridge's writer re-runs a batch whole when the
-database fails, and Twilio re-sends webhooks it did not see answered.
+database is unavailable, and Twilio re-sends webhooks it did not see answered. A write the
+database refuses for good (`write_error_is_permanent`) is not retried: the writer splits it
+into parts so only the refused one is lost (and logged).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 
 from calls.models import (
@@ -77,6 +80,55 @@ class CallOutcome:
     analytics: dict[str, Any] = field(default_factory=dict)
     recording: RecordingFile | None = None
     network: dict[str, Any] = field(default_factory=dict)  # CallMetadata's network quality
+
+
+# What a value, refused once, is refused again for: the row itself is wrong (out of range, not
+# valid text, a broken constraint, its call gone), so retrying it can only hold up the rows
+# behind it. Anything else (OperationalError, InterfaceError, connection errors: the database
+# unavailable, locked or restarting) is worth retrying.
+_PERMANENT_WRITE_ERRORS = (
+    DataError,
+    IntegrityError,
+    ObjectDoesNotExist,
+    ValidationError,
+    ValueError,  # UnicodeEncodeError included: a lone surrogate no driver can encode
+    TypeError,
+    ArithmeticError,  # OverflowError: SQLite's "Python int too large"; decimal errors
+)
+
+# Refused in PostgreSQL text (NUL) or never part of speech (other C0/C1 controls, e.g. a DTMF
+# tone decoded as text), plus lone surrogates no driver can encode. Newline and tab stay.
+_UNWRITABLE_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+Refused = dict[str, tuple[Any, Exception]]  # part of a write -> (its value, the database's error)
+
+
+def write_error_is_permanent(exc: BaseException) -> bool:
+    """True when the database refused the row itself, so the same write can never succeed."""
+    return isinstance(exc, _PERMANENT_WRITE_ERRORS)
+
+
+def text_clean(text: str) -> str:
+    """Text any database accepts: control characters (newline and tab excepted) removed."""
+    return _UNWRITABLE_CHARS.sub("", text)
+
+
+def transcript_line_clean(*, line: TranscriptLine) -> TranscriptLine:
+    """The line with writable text, so one odd character cannot get it refused."""
+    text = text_clean(line.text)
+    return line if text == line.text else replace(line, text=text)
+
+
+def _part_write(*, refused: Refused, part: str, value: Any, write: Callable[[], object]) -> None:
+    """One part of a refused write in its own transaction; refused for good -> noted in
+    `refused` and skipped; a transient error propagates (the caller retries the whole)."""
+    try:
+        with transaction.atomic():
+            write()
+    except Exception as exc:
+        if not write_error_is_permanent(exc):
+            raise
+        refused[part] = (value, exc)
 
 
 def _present(value: str | None) -> str:
@@ -171,6 +223,18 @@ def call_stream_started(
         metadata.save(update_fields=["custom"])
 
 
+def call_stream_claim(*, call_id: str, stream_sid: str) -> bool:
+    """Bind a call to its media stream, once: True for the first stream of a call still going
+    on; False when the call already had one, is over, or does not exist (a stream token
+    replayed within its lifetime must not open a second bridge)."""
+    claimed = (
+        Call.objects.filter(pk=call_id, stream_sid="", ended_at__isnull=True)
+        .exclude(status__in=TERMINAL_STATUSES)
+        .update(stream_sid=stream_sid, updated_at=timezone.now())
+    )
+    return claimed == 1
+
+
 def transcripts_add(*, call_id: str, lines: Iterable[TranscriptLine]) -> int:
     """Insert transcript lines; lines already stored (same sequence) are skipped, not doubled."""
     rows = [
@@ -211,49 +275,136 @@ _ANALYTICS_FIELDS = {
 }
 
 
-def _recording_save_file(*, call_id: str, recording: RecordingFile) -> str:
-    """Copy the finished WAV into the default storage backend; returns its storage name."""
+def analytics_update_by_field(*, call_id: str, values: Mapping[str, Any]) -> Refused:
+    """`analytics_update` one value per transaction, after the whole was refused for good:
+    the values the database accepts land; returns the refused ones ("analytics.<field>")."""
+    refused: Refused = {}
+    for key, value in values.items():
+        _part_write(
+            refused=refused,
+            part=f"analytics.{key}",
+            value=value,
+            write=lambda key=key, value=value: analytics_update(
+                call_id=call_id, values={key: value}
+            ),
+        )
+    return refused
+
+
+def recording_stored_name(*, call_id: str) -> str | None:
+    """The storage name of the call's recording, if one is already stored (so not again)."""
+    return Recording.objects.filter(call_id=call_id).values_list("file", flat=True).first()
+
+
+def recording_file_store(*, call_id: str, recording: RecordingFile) -> str:
+    """Copy the finished WAV into the default storage backend; returns its storage name.
+
+    No database access: the call store runs this off its writer thread, because an upload
+    to a slow object store must not hold up every other call's rows.
+    """
     name = timezone.now().strftime(f"recordings/%Y/%m/%d/{call_id}.wav")
     with open(recording.path, "rb") as handle:
         return default_storage.save(name, File(handle))
 
 
-def call_finalize(*, call_id: str, outcome: CallOutcome) -> Call:
-    """Close the call: recording stored, analytics final, status and duration set.
+def _recording_row_add(*, call_id: str, recording: RecordingFile, name: str) -> None:
+    existing = recording_stored_name(call_id=call_id)
+    if existing is None:
+        Recording.objects.create(
+            call_id=call_id,
+            file=name,
+            sample_rate=recording.sample_rate,
+            channels=recording.channels,
+            duration_s=recording.duration_s,
+            size_bytes=recording.size_bytes,
+        )
+    elif existing != name:
+        # Another finalization stored this call's recording first (a rare race): ours is a
+        # second copy. (The same name is our own row, committed by an attempt whose answer
+        # was lost: keep it.)
+        transaction.on_commit(lambda: default_storage.delete(name))
 
-    The file is stored first and the rows written in one transaction; if the transaction
-    fails the stored copy is removed, so a retry neither loses nor doubles the recording.
+
+def _call_close(*, call_id: str, outcome: CallOutcome) -> Call:
+    call = Call.objects.select_for_update().get(pk=call_id)
+    call.ended_at = call.ended_at or max(outcome.ended_at, call.started_at)
+    if call.duration_s is None:
+        call.duration_s = round((call.ended_at - call.started_at).total_seconds(), 3)
+    if call.status in ACTIVE_STATUSES:
+        call.status = CallStatus.COMPLETED
+    # An error message can be long or odd; a refused reason must not keep the call open.
+    reason = text_clean(outcome.end_reason)[: Call._meta.get_field("end_reason").max_length]
+    call.end_reason = call.end_reason or reason
+    call.save()
+    return call
+
+
+def call_finalize_rows(*, call_id: str, outcome: CallOutcome, recording_name: str = "") -> Call:
+    """The database half of closing a call, in one transaction: the Recording row for a file
+    already stored as `recording_name` (none if empty), analytics final, status and duration.
+    """
+    with transaction.atomic():
+        if recording_name and outcome.recording is not None:
+            _recording_row_add(call_id=call_id, recording=outcome.recording, name=recording_name)
+        analytics_update(call_id=call_id, values=outcome.analytics)
+        if outcome.network:
+            CallMetadata.objects.update_or_create(call_id=call_id, defaults=outcome.network)
+        return _call_close(call_id=call_id, outcome=outcome)
+
+
+def call_finalize_parts(*, call_id: str, outcome: CallOutcome, recording_name: str = "") -> Refused:
+    """`call_finalize_rows` once the database refused it for good: each part (the recording
+    row, each analytics and network value, the call's status) in its own transaction, so the
+    call is closed with everything the database accepts. Returns the refused parts ("call"
+    among them if the call itself cannot be closed). A transient error propagates; every
+    part is idempotent, so the retry runs this again.
+    """
+    refused: Refused = {}
+    if recording_name and outcome.recording is not None:
+        recording = outcome.recording
+        _part_write(
+            refused=refused,
+            part="recording",
+            value=(recording_name, recording),
+            write=lambda: _recording_row_add(
+                call_id=call_id, recording=recording, name=recording_name
+            ),
+        )
+    refused.update(analytics_update_by_field(call_id=call_id, values=outcome.analytics))
+    for key, value in outcome.network.items():
+        _part_write(
+            refused=refused,
+            part=f"network.{key}",
+            value=value,
+            write=lambda key=key, value=value: CallMetadata.objects.update_or_create(
+                call_id=call_id, defaults={key: value}
+            ),
+        )
+    _part_write(
+        refused=refused,
+        part="call",
+        value=(outcome.end_reason, outcome.ended_at),
+        write=lambda: _call_close(call_id=call_id, outcome=outcome),
+    )
+    return refused
+
+
+def call_finalize(*, call_id: str, outcome: CallOutcome) -> Call:
+    """Close the call in one thread: recording stored, analytics final, status and duration set
+    (start-up recovery and tools; the call store does the same in two steps, see its finalize).
+
+    A recording already stored is not stored again; if the rows fail the stored copy is
+    removed, so a re-run neither loses nor doubles the recording.
     """
     stored_name = ""
-    if outcome.recording is not None and not Recording.objects.filter(call_id=call_id).exists():
-        stored_name = _recording_save_file(call_id=call_id, recording=outcome.recording)
+    if outcome.recording is not None and recording_stored_name(call_id=call_id) is None:
+        stored_name = recording_file_store(call_id=call_id, recording=outcome.recording)
     try:
-        with transaction.atomic():
-            if stored_name:
-                Recording.objects.create(
-                    call_id=call_id,
-                    file=stored_name,
-                    sample_rate=outcome.recording.sample_rate,
-                    channels=outcome.recording.channels,
-                    duration_s=outcome.recording.duration_s,
-                    size_bytes=outcome.recording.size_bytes,
-                )
-            analytics_update(call_id=call_id, values=outcome.analytics)
-            if outcome.network:
-                CallMetadata.objects.update_or_create(call_id=call_id, defaults=outcome.network)
-            call = Call.objects.select_for_update().get(pk=call_id)
-            call.ended_at = call.ended_at or max(outcome.ended_at, call.started_at)
-            if call.duration_s is None:
-                call.duration_s = round((call.ended_at - call.started_at).total_seconds(), 3)
-            if call.status in ACTIVE_STATUSES:
-                call.status = CallStatus.COMPLETED
-            call.end_reason = call.end_reason or outcome.end_reason
-            call.save()
+        return call_finalize_rows(call_id=call_id, outcome=outcome, recording_name=stored_name)
     except Exception:
         if stored_name:
             default_storage.delete(stored_name)
         raise
-    return call
 
 
 def _note_render(*, note: CallNote, author_name: str) -> str:

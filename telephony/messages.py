@@ -92,6 +92,18 @@ def _start(data: dict) -> Start:
     )
 
 
+# Twilio's keypad digits. Anything else is not a key press: it must not reach the transcript
+# (a NUL there is refused by PostgreSQL) or the model.
+_DTMF_DIGITS = frozenset("0123456789*#ABCD")
+
+
+def _dtmf(data: dict) -> Dtmf:
+    digit = _str(data["dtmf"], "digit")
+    if digit not in _DTMF_DIGITS:
+        raise ValueError(f"not a DTMF digit: {digit[:8]!r}")
+    return Dtmf(digit=digit)
+
+
 def _stop(data: dict) -> Stop:
     stop = data.get("stop") or {}
     return Stop(reason=str(stop.get("reason", "")) if isinstance(stop, dict) else "")
@@ -101,7 +113,7 @@ _PARSERS = {
     "media": _media,
     "start": _start,
     "mark": lambda data: Mark(name=_str(data["mark"], "name")),
-    "dtmf": lambda data: Dtmf(digit=_str(data["dtmf"], "digit")[:1]),
+    "dtmf": _dtmf,
     "stop": _stop,
     "connected": lambda data: Connected(protocol=str(data.get("protocol", ""))),
 }

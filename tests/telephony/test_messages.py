@@ -66,6 +66,26 @@ def test_malformed_frames_raise_one_exception_type(text: bytes) -> None:
         tw.parse_message(text)
 
 
+def _dtmf(digit: object) -> bytes:
+    return orjson.dumps(
+        {"event": "dtmf", "streamSid": "MZ1", "sequenceNumber": "5",
+         "dtmf": {"track": "inbound_track", "digit": digit}}
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("digit", list("0123456789*#ABCD"))
+def test_every_keypad_digit_parses(digit: str) -> None:
+    assert tw.parse_message(_dtmf(digit)) == tw.Dtmf(digit=digit)
+
+
+@pytest.mark.parametrize("digit", ["\x00", "", "12", "5\x00", "a", "E", "w", " ", "\u0661", 5])
+def test_anything_but_a_keypad_digit_is_malformed(digit: object) -> None:
+    """A NUL would reach the transcript (refused by PostgreSQL) and the model; "12" is not one
+    key press, so it is not cut to "1" either."""
+    with pytest.raises(tw.MalformedMessage, match=r"DTMF digit|must be a string"):
+        tw.parse_message(_dtmf(digit))
+
+
 @given(
     st.recursive(
         st.none() | st.booleans() | st.integers() | st.text(),
