@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PORT ?= 8000
-HOST ?= 127.0.0.1
+# HOST and PORT (make variables or environment) are passed on only when set, so that
+# bridge_project.serve can fall back to .env's HOST/PORT, then to 127.0.0.1:8000.
+HOST ?=
+PORT ?=
 SERVER ?= uvicorn
 PYTEST_ARGS ?=
 
@@ -22,12 +24,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# serve.py prints the "Serving on" line: only it knows the address once .env is read.
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
-	@echo "Serving on http://$(HOST):$(PORT) with $(SERVER)  (health: /health, admin: /admin/)"
 	@echo "No admin user yet? Create one with: $(BIN)/python manage.py createsuperuser"
-	exec $(BIN)/python -m bridge_project.serve --server $(SERVER) --host $(HOST) --port $(PORT)
+	exec $(BIN)/python -m bridge_project.serve --server $(SERVER) $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

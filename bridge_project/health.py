@@ -1,12 +1,14 @@
 """GET /health: is this process able to take calls?
 
 Each dependency check runs with a deadline so a hung database or Redis makes the endpoint
-answer 503 quickly rather than hang the load balancer's probe.
+answer 503 quickly rather than hang the load balancer's probe. The endpoint is public, so a
+failed check says only "unavailable"; why (host names, paths, driver messages) goes to the log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 
@@ -18,8 +20,16 @@ from django.http import HttpRequest, JsonResponse
 from bridge_project import __version__
 from realtime.bridge import ACTIVE_BRIDGES
 
+logger = logging.getLogger(__name__)
+
 STARTED_AT = time.monotonic()
 CHECK_TIMEOUT_S = 3.0
+UNAVAILABLE = "unavailable"
+
+
+def _failed(check: str, exc: BaseException) -> None:
+    """Log a failed check's cause server-side (the response only says "unavailable")."""
+    logger.warning("health: %s check failed: %s: %s", check, type(exc).__name__, exc)
 
 
 def _database_check_sync() -> int:
@@ -38,9 +48,10 @@ async def _check_database() -> tuple[dict[str, object], int | None]:
         active = await asyncio.wait_for(
             sync_to_async(_database_check_sync, thread_sensitive=True)(), CHECK_TIMEOUT_S
         )
-    except Exception as exc:  # any failure means "not healthy"; the reason is reported
+    except Exception as exc:  # any failure means "not healthy"; the reason is logged
         connection.close_if_unusable_or_obsolete()
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}, None
+        _failed("database", exc)
+        return {"ok": False, "error": UNAVAILABLE}, None
     return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}, active
 
 
@@ -48,7 +59,8 @@ async def _check_channel_layer() -> dict[str, object]:
     """Round-trip one message through the configured layer (in-memory or Redis)."""
     layer = get_channel_layer()
     if layer is None:
-        return {"ok": False, "error": "no channel layer configured"}
+        logger.warning("health: channel_layer check failed: no channel layer configured")
+        return {"ok": False, "error": UNAVAILABLE}
     started = time.perf_counter()
     try:
         channel = await layer.new_channel("health.")
@@ -58,11 +70,8 @@ async def _check_channel_layer() -> dict[str, object]:
         )
         message = await asyncio.wait_for(layer.receive(channel), CHECK_TIMEOUT_S)
     except Exception as exc:
-        return {
-            "ok": False,
-            "backend": type(layer).__name__,
-            "error": f"{type(exc).__name__}: {exc}"[:300],
-        }
+        _failed("channel_layer", exc)
+        return {"ok": False, "backend": type(layer).__name__, "error": UNAVAILABLE}
     ok = message.get("token") == token
     return {
         "ok": ok,

@@ -1,7 +1,9 @@
 """`make run`'s server: uvicorn (default) or daphne, plus the local realtime stand-in in
 development when no OPENAI_API_KEY is set, so a fresh checkout can take a simulated call.
 
-Run as `python -m bridge_project.serve --server uvicorn --host 127.0.0.1 --port 8000`.
+Run as `python -m bridge_project.serve --server uvicorn --host 127.0.0.1 --port 8000`. Without
+--host/--port the address comes from HOST/PORT in the environment, else in `.env`, else
+127.0.0.1:8000 (`make run` passes them only when they are set, so `.env` is not overridden).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import environ
@@ -22,6 +25,8 @@ from bridge_project.config import DEFAULT_REALTIME_URL, detect_environment
 BASE_DIR = Path(__file__).resolve().parent.parent
 STANDIN_READY_TIMEOUT_S = 15.0
 WS_MAX_MESSAGE_BYTES = 64 * 1024
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
 
 
 def wait_for_port(
@@ -78,32 +83,75 @@ def start_standin(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return process
 
 
-def server_command(server: str, host: str, port: int) -> list[str]:
-    bin_dir = Path(sys.executable).parent
+def server_command(
+    server: str, host: str, port: int, env: Mapping[str, str] | None = None
+) -> list[str]:
+    env = os.environ if env is None else env
+    # Twilio's frames are well under 1 KiB; anything near this cap is not Twilio.
+    max_message = env.get("WS_MAX_MESSAGE_BYTES") or str(WS_MAX_MESSAGE_BYTES)
     app = "bridge_project.asgi:application"
     if server == "daphne":
-        return [str(bin_dir / "daphne"), "--bind", host, "--port", str(port), app]
+        # Not the bare daphne binary: daphne has no ASGI lifespan, and this launcher adds
+        # start-up recovery and graceful shutdown around it (bridge_project.daphne_server).
+        return [
+            sys.executable, "-m", "bridge_project.daphne_server",
+            "--bind", host, "--port", str(port),
+            "--websocket-max-message-size", max_message, app,
+        ]  # fmt: skip
     return [
-        str(bin_dir / "uvicorn"), app, "--host", host, "--port", str(port),
+        str(Path(sys.executable).parent / "uvicorn"), app, "--host", host, "--port", str(port),
         "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio",
-        "--lifespan", "on", "--no-access-log",
-        # Twilio's frames are well under 1 KiB; anything near this cap is not Twilio.
-        "--ws-max-size", os.environ.get("WS_MAX_MESSAGE_BYTES", str(WS_MAX_MESSAGE_BYTES)),
+        "--lifespan", "on", "--no-access-log", "--ws-max-size", max_message,
     ]  # fmt: skip
+
+
+def environment_with_dotenv(dotenv: Path, environ_map: Mapping[str, str]) -> dict[str, str]:
+    """`environ_map` plus the variables `dotenv` sets that it lacks (real variables win), read
+    with django-environ's parser, as settings.py reads the same file."""
+    env = dict(environ_map)
+
+    class _Reader(environ.Env):
+        ENVIRON = env  # read_env fills this mapping instead of os.environ
+
+    _Reader.read_env(dotenv, overwrite=False)
+    return env
+
+
+def resolve_address(host: str | None, port: int | None, env: Mapping[str, str]) -> tuple[str, int]:
+    """--host/--port if given, else HOST/PORT from `env` (the environment with .env merged),
+    else 127.0.0.1:8000."""
+    resolved_host = host or env.get("HOST", "").strip() or DEFAULT_HOST
+    if port is not None:
+        return resolved_host, port
+    raw = env.get("PORT", "").strip()
+    if not raw:
+        return resolved_host, DEFAULT_PORT
+    try:
+        resolved_port = int(raw)
+    except ValueError:
+        resolved_port = 0
+    if not 1 <= resolved_port <= 65535:
+        raise SystemExit(f"PORT must be an integer between 1 and 65535 (got {raw!r})")
+    return resolved_host, resolved_port
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--server", choices=("uvicorn", "daphne"), default="uvicorn")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--host", default=None, help="default: $HOST, .env's HOST, 127.0.0.1")
+    parser.add_argument("--port", type=int, default=None, help="default: $PORT, .env's PORT, 8000")
     args = parser.parse_args(argv)
 
-    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
-    env = dict(os.environ)
-    env["PORT"] = str(args.port)
+    env = environment_with_dotenv(BASE_DIR / ".env", os.environ)
+    host, port = resolve_address(args.host, args.port, env)
+    # The app sees the port it is served on (its default PUBLIC_BASE_URL is built from it).
+    env["PORT"] = str(port)
+    print(
+        f"Serving on http://{host}:{port} with {args.server}  (health: /health, admin: /admin/)",
+        flush=True,
+    )
     standin = start_standin(env) if needs_standin(env) else None
-    server = subprocess.Popen(server_command(args.server, args.host, args.port), env=env)
+    server = subprocess.Popen(server_command(args.server, host, port, env), env=env)
 
     def forward(signum: int, _frame: object) -> None:
         server.send_signal(signum)

@@ -1,4 +1,4 @@
-"""Who may talk to us as Twilio: request signatures and short-lived stream tokens.
+"""Who may talk to us as Twilio: request signatures, our account, short-lived stream tokens.
 
 Twilio signs each request over the URL *it* called. Behind a TLS proxy the URL Django sees has
 another scheme, host or port, so the URL is rebuilt from PUBLIC_BASE_URL, never from the
@@ -34,6 +34,18 @@ def stream_url() -> str:
 def signatures_enforced() -> bool:
     """Signatures are checked whenever an auth token is configured (always in production)."""
     return bool(settings.TWILIO_AUTH_TOKEN)
+
+
+def account_sid_allowed(account_sid: str) -> bool:
+    """Whether a request naming `account_sid` (a webhook's AccountSid, a stream's accountSid)
+    is for our Twilio account: True when it equals TWILIO_ACCOUNT_SID, or when that is unset
+    (development). A number moved to another account, or a request replayed from one, is
+    refused even though it reaches our URLs."""
+    expected = settings.TWILIO_ACCOUNT_SID
+    if not expected:
+        return True
+    # Bytes, so non-ASCII input compares as unequal instead of raising.
+    return hmac.compare_digest(account_sid.encode(), expected.encode())
 
 
 def signature_valid(url: str, params: Mapping[str, str], signature: str) -> bool:

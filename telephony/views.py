@@ -13,7 +13,12 @@ from django.views.decorators.http import require_POST
 
 from calls import services
 from calls.events import CALL_UPDATED, call_event_publish_sync
-from telephony.security import public_url, signature_valid, signatures_enforced
+from telephony.security import (
+    account_sid_allowed,
+    public_url,
+    signature_valid,
+    signatures_enforced,
+)
 from telephony.twiml import connect_stream_twiml, error_twiml
 
 logger = logging.getLogger(__name__)
@@ -30,7 +35,8 @@ def _text(body: str, status: int) -> HttpResponse:
 
 
 def twilio_signed(view: View) -> View:
-    """403 unless X-Twilio-Signature matches the public URL and the posted form."""
+    """403 unless X-Twilio-Signature matches the public URL and the posted form, and the
+    form's AccountSid is our TWILIO_ACCOUNT_SID (when set)."""
 
     def wrapper(request: HttpRequest) -> HttpResponse:
         if any("\x00" in value for value in request.POST.values()):
@@ -44,6 +50,14 @@ def twilio_signed(view: View) -> View:
                     "rejected webhook %s: bad or missing X-Twilio-Signature", request.path
                 )
                 return _text("Invalid or missing X-Twilio-Signature.", 403)
+        account_sid = request.POST.get("AccountSid", "")
+        if not account_sid_allowed(account_sid):
+            logger.warning(
+                "rejected webhook %s: AccountSid %r is not this account's",
+                request.path,
+                account_sid[:_MAX_SID_LENGTH],
+            )
+            return _text("AccountSid is not this account's.", 403)
         return view(request)
 
     wrapper.__name__ = view.__name__

@@ -9,10 +9,12 @@ from django.test import Client, override_settings
 from twilio.request_validator import RequestValidator
 
 from calls.models import Call, CallMetadata
-from telephony.security import stream_token_valid
+from telephony.security import account_sid_allowed, stream_token_valid
 
 AUTH_TOKEN = "0123456789abcdef0123456789abcdef"
 PUBLIC = "https://voice.example.com"
+OUR_ACCOUNT = "AC" + "b" * 32  # what incoming_params() sends
+OTHER_ACCOUNT = "AC" + "c" * 32
 
 pytestmark = [
     pytest.mark.django_db,
@@ -173,3 +175,71 @@ def test_malformed_status_numbers_are_400(client: Client) -> None:
 
 def test_webhooks_accept_only_post(client: Client) -> None:
     assert client.get("/twilio/incoming-call").status_code == 405
+
+
+def test_account_sid_allowed_only_names_our_account() -> None:
+    with override_settings(TWILIO_ACCOUNT_SID=OUR_ACCOUNT):
+        assert account_sid_allowed(OUR_ACCOUNT)
+        assert not account_sid_allowed(OTHER_ACCOUNT)
+        assert not account_sid_allowed("")
+        assert not account_sid_allowed(OUR_ACCOUNT + " ")
+        assert not account_sid_allowed("AC" + "é" * 32)
+    with override_settings(TWILIO_ACCOUNT_SID=""):  # development without the setting
+        assert account_sid_allowed(OTHER_ACCOUNT)
+        assert account_sid_allowed("")
+
+
+@override_settings(TWILIO_ACCOUNT_SID=OUR_ACCOUNT)
+def test_incoming_call_for_another_account_is_403_and_creates_nothing(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Validly signed: only the account tells it apart.
+    response = signed_post(
+        client, "/twilio/incoming-call", incoming_params(AccountSid=OTHER_ACCOUNT)
+    )
+    assert response.status_code == 403
+    assert b"AccountSid" in response.content
+    assert Call.objects.count() == 0
+    assert CallMetadata.objects.count() == 0
+    [warning] = [r for r in caplog.records if r.name == "telephony.views"]
+    assert warning.levelname == "WARNING"
+    assert OTHER_ACCOUNT in warning.getMessage()
+    assert "/twilio/incoming-call" in warning.getMessage()
+
+
+@override_settings(TWILIO_ACCOUNT_SID=OUR_ACCOUNT)
+def test_incoming_call_without_account_sid_is_403(client: Client) -> None:
+    params = incoming_params()
+    del params["AccountSid"]
+    assert signed_post(client, "/twilio/incoming-call", params).status_code == 403
+    assert Call.objects.count() == 0
+
+
+@override_settings(TWILIO_ACCOUNT_SID=OUR_ACCOUNT)
+def test_our_account_is_served(client: Client) -> None:
+    assert signed_post(client, "/twilio/incoming-call", incoming_params()).status_code == 200
+    assert _status(client, "in-progress", 0, AccountSid=OUR_ACCOUNT).status_code == 200
+    assert Call.objects.get().status == "in-progress"
+
+
+@override_settings(TWILIO_ACCOUNT_SID=OUR_ACCOUNT)
+def test_status_callback_for_another_account_is_403_and_changes_nothing(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    signed_post(client, "/twilio/incoming-call", incoming_params())
+    before = Call.objects.get()
+    response = _status(client, "completed", 5, CallDuration="42", AccountSid=OTHER_ACCOUNT)
+    assert response.status_code == 403
+    after = Call.objects.get()
+    assert (after.status, after.duration_s, after.ended_at, after.status_sequence) == (
+        before.status,
+        before.duration_s,
+        before.ended_at,
+        before.status_sequence,
+    )
+    assert after.status == "ringing"
+    assert any(
+        r.levelname == "WARNING" and "/twilio/call-status" in r.getMessage()
+        for r in caplog.records
+        if r.name == "telephony.views"
+    )
