@@ -52,6 +52,8 @@ def run_env(workdir: Path, standin_port: int, token: str) -> dict[str, str]:
         "DATABASE_URL": f"sqlite:///{workdir}/bench.sqlite3",
         "RECORDING_STORAGE_PATH": str(workdir / "recordings"),
         "TWILIO_AUTH_TOKEN": token,
+        # Its simulated callers are of no particular account: accept them all.
+        "TWILIO_ACCOUNT_SID": "",
         "PUBLIC_BASE_URL": PUBLIC,
         "OPENAI_REALTIME_URL": f"ws://127.0.0.1:{standin_port}/v1/realtime",
         "OPENAI_API_KEY": "sk-bench-" + secrets.token_hex(8),

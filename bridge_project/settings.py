@@ -237,10 +237,18 @@ REALTIME_INSTRUCTIONS = _env.str(
 )
 REALTIME_VOICE = _env.str("REALTIME_VOICE", default="alloy")
 REALTIME_TURN_DETECTION = _env.str("REALTIME_TURN_DETECTION", default="server_vad")
+# server_vad's numbers (the service's defaults). The silence that closes a turn is also what
+# response latency takes off the service's end of turn to find where the caller stopped talking.
+REALTIME_VAD_THRESHOLD = _env.float("REALTIME_VAD_THRESHOLD", default=0.5)
+REALTIME_VAD_PREFIX_PADDING_MS = _env.int("REALTIME_VAD_PREFIX_PADDING_MS", default=300)
+REALTIME_VAD_SILENCE_DURATION_MS = _env.int("REALTIME_VAD_SILENCE_DURATION_MS", default=500)
 REALTIME_TRANSCRIPTION_MODEL = _env.str(
     "REALTIME_TRANSCRIPTION_MODEL", default="gpt-4o-mini-transcribe"
 )
 REALTIME_MAX_RECONNECTS = _env.int("REALTIME_MAX_RECONNECTS", default=5)
+# One connection attempt to the model (socket, session.update, session.updated) may take this
+# long. The caller's frames are read and kept meanwhile (up to 30 s), then sent to the model.
+REALTIME_CONNECT_TIMEOUT_S = _env.float("REALTIME_CONNECT_TIMEOUT_S", default=10.0)
 # After a model socket drop, the caller's audio not yet transcribed (up to this many seconds,
 # and what arrives while reconnecting) is sent to the new session, so a turn the drop cut is
 # still heard and answered. 0 turns it off.
@@ -248,6 +256,9 @@ REALTIME_REPLAY_AUDIO_S = _env.float("REALTIME_REPLAY_AUDIO_S", default=8.0)
 # A model socket that answers no ping within interval + timeout is dead (a stall): reconnect.
 REALTIME_PING_INTERVAL_S = _env.float("REALTIME_PING_INTERVAL_S", default=10.0)
 REALTIME_PING_TIMEOUT_S = _env.float("REALTIME_PING_TIMEOUT_S", default=10.0)
+# When the caller hangs up, how long the bridge waits for their last turn's transcription and
+# the agent's last line before it finishes the call (0: finish at once).
+CALL_END_SETTLE_S = _env.float("CALL_END_SETTLE_S", default=2.0)
 # How long a finished call keeps retrying its final writes through a database outage.
 CALL_FINALIZE_GIVE_UP_S = _env.float("CALL_FINALIZE_GIVE_UP_S", default=900.0)
 # On SIGTERM, how long calls in flight get to finalize (recording stored, rows written).
@@ -261,11 +272,14 @@ STREAM_START_TIMEOUT_S = _env.float("STREAM_START_TIMEOUT_S", default=10.0)
 # extrapolates between them at real-time rate); 0 sends one after every media message.
 TWILIO_MARK_INTERVAL_MS = _env.float("TWILIO_MARK_INTERVAL_MS", default=100.0)
 # List prices in USD per 1M tokens, for the per-call cost estimate (late 2026, gpt-realtime).
+# Cached input is billed per kind; PRICE_CACHED_INPUT_PER_M, if set, is the default of both.
+_CACHED_INPUT_PER_M = _env.float("PRICE_CACHED_INPUT_PER_M", default=0.40)
 REALTIME_PRICES_PER_M = {
     "input_audio": _env.float("PRICE_INPUT_AUDIO_PER_M", default=32.0),
-    "cached_input": _env.float("PRICE_CACHED_INPUT_PER_M", default=0.40),
+    "cached_input_audio": _env.float("PRICE_CACHED_AUDIO_INPUT_PER_M", default=_CACHED_INPUT_PER_M),
     "output_audio": _env.float("PRICE_OUTPUT_AUDIO_PER_M", default=64.0),
     "input_text": _env.float("PRICE_INPUT_TEXT_PER_M", default=4.0),
+    "cached_input_text": _env.float("PRICE_CACHED_TEXT_INPUT_PER_M", default=_CACHED_INPUT_PER_M),
     "output_text": _env.float("PRICE_OUTPUT_TEXT_PER_M", default=16.0),
 }
 # Dotted path of a callable(text) -> (label, score in [-1, 1]) scoring the caller's words.

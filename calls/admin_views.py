@@ -26,7 +26,7 @@ from django.utils.safestring import SafeString
 
 from calls import admin_charts as charts
 from calls import selectors
-from calls.models import Call, CallNote, CallStatus, Recording, Sentiment
+from calls.models import LATENCY_HELP, Call, CallNote, CallStatus, Recording, Sentiment
 from calls.selectors import Interval
 
 # A second of dead air after the caller stops is where callers start saying "hello?": the
@@ -93,6 +93,7 @@ class Turn:
     stamp: str
     interrupted: bool
     heard: str  # how much of an interrupted agent turn the caller heard
+    inaudible: bool  # the caller spoke but the service could not transcribe it
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ class CallSheet:
     duration: str
     location: str
     latency: SafeString
+    latency_help: str = LATENCY_HELP
 
 
 def _turns(call: Call) -> list[Turn]:
@@ -127,6 +129,7 @@ def _turns(call: Call) -> list[Turn]:
             stamp=charts.clock(line.start_ms),
             interrupted=line.interrupted,
             heard=f"{(line.end_ms - line.start_ms) / 1000:.1f} s" if line.interrupted else "",
+            inaudible=line.inaudible,
         )
         # Prefetched in spoken order by selectors.call_detail_list.
         for line in call.transcripts.all()
@@ -146,13 +149,15 @@ def _analytics_rows(analytics: Any) -> list[tuple[str, Any]]:
          f"{a.agent_talk_s:.1f} s / {a.silence_s:.1f} s"),
         ("Turns", a.turns),
         ("Interruptions (barge-ins)", a.interruptions),
-        ("Response latency avg / p50 / p95 / max", f"{latency} ms"),
+        ("Response latency avg / p50 / p95 / max (end of the caller's speech to the reply "
+         "starting to play)", f"{latency} ms"),
         ("Model reconnects", a.reconnects),
         ("Model errors", a.model_errors),
         ("Frames missing / malformed", f"{a.frames_missing} / {a.frames_malformed}"),
         ("Audio tokens in / out", f"{a.input_audio_tokens:,} / {a.output_audio_tokens:,}"),
-        ("Text tokens in / out (cached in)", f"{a.input_text_tokens:,} / "
-         f"{a.output_text_tokens:,} ({a.cached_input_tokens:,})"),
+        ("Audio tokens in cached", f"{a.cached_audio_tokens:,}"),
+        ("Text tokens in / out", f"{a.input_text_tokens:,} / {a.output_text_tokens:,}"),
+        ("Text tokens in cached", f"{a.cached_text_tokens:,}"),
         ("Estimated cost", _cost(a.estimated_cost_usd)),
     ]  # fmt: skip
 

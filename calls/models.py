@@ -202,10 +202,12 @@ class Sentiment(models.TextChoices):
     NEGATIVE = "negative"
 
 
-LATENCY_HELP = (
-    "Response latency in ms, as the caller lived it: from the end of the caller's speech to the "
-    "moment the agent's first audio of the reply reaches the caller, on the call timeline."
+# What every response latency in the record means (the model, the API and the admin say so).
+LATENCY_DEFINITION = (
+    "from the end of the caller's speech to the moment the agent's first audio of the reply "
+    "reaches the caller, on the call timeline"
 )
+LATENCY_HELP = f"Response latency in ms, as the caller lived it: {LATENCY_DEFINITION}."
 
 
 class Analytics(models.Model):

@@ -9,6 +9,11 @@ real time from when we send it, queued behind earlier audio, and echoes each `ma
 playback reaches it; a `clear` flushes what was not played yet. Marks go out every
 TWILIO_MARK_INTERVAL_MS of audio and at the end of each reply, not after every delta: each one
 is two more WebSocket messages, and between marks playback advances at real time anyway.
+
+The model's events do not arrive in spoken order: the caller's transcription lands after the
+reply has started (often after it ended), and a reply cut short has its text only in the
+response's closing events. Lines are therefore placed by their start on the call timeline, not
+by arrival, and the conversation replayed after a reconnect is ordered the same way.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import logging
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,7 +46,16 @@ from telephony import messages as tw
 logger = logging.getLogger(__name__)
 
 ULAW_BYTES_PER_MS = 8  # mu-law 8 kHz: one byte per sample
-CANCEL_NOT_ACTIVE = "response_cancel_not_active"
+# Errors the service answers to requests that raced its own actions: harmless, not counted.
+#  - response.cancel after the service had already cancelled (server VAD does on speech);
+#  - the hang-up commit after the VAD had already closed the turn (an empty buffer).
+BENIGN_MODEL_ERRORS = frozenset({"response_cancel_not_active", "input_audio_buffer_commit_empty"})
+# Twilio stamps media on the stream's clock, which starts with `start` as ours does; a frame
+# stamped further ahead of our clock than this cannot be Twilio's and would make the recorder
+# write that much silence at once.
+MAX_MEDIA_LEAD_MS = 5_000.0
+# The line of a caller turn the service heard but could not transcribe.
+INAUDIBLE_TEXT = "[inaudible]"
 # The calls this process is bridging, by call id (one media stream per call).
 ACTIVE_BRIDGES: dict[str, CallBridge] = {}
 
@@ -54,18 +68,53 @@ class TwilioSocket(Protocol):
 
 @dataclass
 class AgentItem:
-    """One assistant audio item as the caller hears it."""
+    """One assistant audio item as the caller hears it.
+
+    Audio is counted in bytes (8 per ms), not ms: deltas are not whole milliseconds, and the
+    echo of the reply's last mark must compare equal to what was sent, exactly.
+    """
 
     item_id: str
     play_start_ms: float
-    sent_ms: float = 0.0
-    marked_ms: float = 0.0  # sent_ms as of the last mark sent
+    sent_bytes: int = 0
+    marked_bytes: int = 0  # sent_bytes as of the last mark sent
     confirmed_ms: float = 0.0  # played, per the last echoed mark
     confirmed_at_ms: float | None = None  # when that mark came back
     transcript: str | None = None
     interrupted: bool = False
-    heard_ms: float | None = None  # set at barge-in
+    heard_ms: float | None = None  # set where the caller cut it (barge-in, hang-up)
     written: bool = False
+
+    @property
+    def sent_ms(self) -> float:
+        return self.sent_bytes / ULAW_BYTES_PER_MS
+
+
+@dataclass
+class CallerSpan:
+    """One caller turn on the call timeline, from speech start to the end of their voice."""
+
+    start_ms: float
+    end_ms: float | None = None  # set when the turn is closed (VAD or hang-up commit)
+
+
+@dataclass(frozen=True, order=True)
+class ContextLine:
+    """A line of the conversation, sortable into spoken order (start on the call timeline)."""
+
+    start_ms: float
+    sequence: int
+    item: m.ContextItem = field(compare=False)
+
+
+USAGE_KEYS = (
+    "input_audio_tokens",
+    "output_audio_tokens",
+    "input_text_tokens",
+    "output_text_tokens",
+    "cached_audio_tokens",
+    "cached_text_tokens",
+)
 
 
 @dataclass
@@ -77,29 +126,27 @@ class Measures:
     frames_late: int = 0
     frames_malformed: int = 0
     model_errors: int = 0
+    # Response latency per reply: end of the caller's speech to the reply's first audio
+    # reaching the caller (see CallBridge._on_audio_delta).
     latencies_ms: list[float] = field(default_factory=list)
-    usage: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(
-            (
-                "input_audio_tokens",
-                "output_audio_tokens",
-                "input_text_tokens",
-                "output_text_tokens",
-                "cached_input_tokens",
-            ),
-            0,
-        )
-    )
+    usage: dict[str, int] = field(default_factory=lambda: dict.fromkeys(USAGE_KEYS, 0))
 
 
-def estimated_cost_usd(usage: dict[str, int], prices_per_m: dict[str, float]) -> float:
-    """List-price estimate; cached tokens are billed at the cached rate instead of full."""
-    uncached_audio_in = max(0, usage["input_audio_tokens"] - usage["cached_input_tokens"])
+def estimated_cost_usd(usage: Mapping[str, int], prices_per_m: Mapping[str, float]) -> float:
+    """The list price of the usage the service reported.
+
+    Each kind of input at its own rate, and its cached part at the cached rate of that kind:
+    cached tokens are a subset of the input tokens of their kind, so they come off the
+    full-rate count rather than being billed twice.
+    """
+    cached_audio = min(usage["cached_audio_tokens"], usage["input_audio_tokens"])
+    cached_text = min(usage["cached_text_tokens"], usage["input_text_tokens"])
     total = (
-        uncached_audio_in * prices_per_m["input_audio"]
-        + usage["cached_input_tokens"] * prices_per_m["cached_input"]
+        (usage["input_audio_tokens"] - cached_audio) * prices_per_m["input_audio"]
+        + cached_audio * prices_per_m["cached_input_audio"]
+        + (usage["input_text_tokens"] - cached_text) * prices_per_m["input_text"]
+        + cached_text * prices_per_m["cached_input_text"]
         + usage["output_audio_tokens"] * prices_per_m["output_audio"]
-        + usage["input_text_tokens"] * prices_per_m["input_text"]
         + usage["output_text_tokens"] * prices_per_m["output_text"]
     )
     return total / 1_000_000
@@ -137,17 +184,20 @@ class CallBridge:
         self.mark_interval_ms: float = settings.TWILIO_MARK_INTERVAL_MS
         self.t0 = clock()
         self.measures = Measures()
-        self.ended = False
+        self.ended = False  # no more caller frames are taken; the call is being finished
         self.finalization: asyncio.Task[None] | None = None
-        self._events_task: asyncio.Task[None] | None = None
+        self._ending: asyncio.Task[None] | None = None
+        self._model_task: asyncio.Task[None] | None = None  # connect, then consume events
+        self._model_up = False  # a session is configured and its socket has not dropped
+        self._model_changed = asyncio.Event()  # set per model event once the call has ended
         self._sequence = 0
-        self._context: list[m.ContextItem] = []
+        self._context: list[ContextLine] = []
         self._last_chunk = 0
         # Model-side bookkeeping.
         self._session_origin_ms: float | None = None  # call time of the session's first audio
         self._caller_audio_end_ms = 0.0  # call time where the last caller frame sent ends
-        self._caller_spans: dict[str, list[float | None]] = {}
-        self._awaiting_reply_since_ms: float | None = None
+        self._caller_spans: dict[str, CallerSpan] = {}  # turns not transcribed yet
+        self._awaiting_reply_since_ms: float | None = None  # end of the caller's last speech
         self._response_in_progress = False
         self._turn_unanswered = False  # the caller finished a turn no reply has completed
         # Playback bookkeeping.
@@ -163,11 +213,14 @@ class CallBridge:
         return (self.clock() - self.t0) * 1000.0
 
     def context(self) -> list[m.ContextItem]:
-        """The conversation so far, replayed into a fresh model session after a reconnect."""
-        return list(self._context)
+        """The conversation so far in spoken order, replayed into a fresh model session after a
+        reconnect (lines arrive out of order: see the module docstring)."""
+        return [line.item for line in sorted(self._context)]
 
-    async def start(self) -> bool:
-        """Open the model session; False (call already ended) if the model is unreachable."""
+    async def start(self) -> None:
+        """Start bridging. The model session connects in the background: the caller's frames
+        keep being read meanwhile (and wait for the session in its backlog), so a slow connect
+        neither stalls the media stream nor makes its frames arrive later as a burst."""
         bind_call_context(call_sid=self.call_sid, stream_sid=self.stream_sid)
         self.store.start()
         self.store.stream_started(
@@ -177,27 +230,41 @@ class CallBridge:
             },
             tracks=self.start_message.tracks,
         )
+        self._model_task = asyncio.create_task(self._run_model(), name=f"model-{self.call_id}")
+
+    async def _run_model(self) -> None:
         try:
             await self.model.connect()
         except m.ModelUnavailable as exc:
             logger.error("model unavailable at call start: %s", exc)
             await self.end(f"model unavailable: {exc}"[:200], close_twilio=True)
-            return False
-        self._events_task = asyncio.create_task(self._consume_model_events())
-        logger.info("call bridged")
-        return True
-
-    async def end(self, reason: str, *, close_twilio: bool = False) -> None:
-        """Finish the call once: settle transcripts, close the model, finalize and persist."""
-        if self.ended:
             return
-        self.ended = True
+        logger.info("call bridged")
+        await self._consume_model_events()
+
+    async def end(self, reason: str, *, close_twilio: bool = False, settle: bool = False) -> None:
+        """Finish the call once; a later call waits for the first to hand over to finalization.
+
+        `settle` (the caller hung up): the turn they were speaking is committed, and pending
+        transcriptions and the agent's last line get up to CALL_END_SETTLE_S to arrive, so the
+        last words before a hang-up are on the record.
+        """
+        if self._ending is None:
+            self.ended = True
+            self._ending = asyncio.create_task(
+                self._end(reason, close_twilio=close_twilio, settle=settle)
+            )
+        await asyncio.shield(self._ending)
+
+    async def _end(self, reason: str, *, close_twilio: bool, settle: bool) -> None:
         end_ms = self.now_ms()
+        self._cut_playback(end_ms)
+        if settle:
+            await self._settle_model()
         self._settle_agent_lines(force=True)
-        current = asyncio.current_task()
-        if self._events_task is not None and self._events_task is not current:
-            self._events_task.cancel()
-            await asyncio.gather(self._events_task, return_exceptions=True)
+        if self._model_task is not None:
+            self._model_task.cancel()
+            await asyncio.gather(self._model_task, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.model.close()
         if close_twilio:
@@ -210,13 +277,61 @@ class CallBridge:
         self.finalization.add_done_callback(PENDING_FINALIZATIONS.discard)
         logger.info("call ended: %s", reason)
 
+    def _cut_playback(self, end_ms: float) -> None:
+        """Agent audio the caller had not heard when the call ended, they never will."""
+        item = self._current_item
+        if item is None or item.interrupted or self._playback_end_ms <= end_ms:
+            return
+        item.interrupted = True
+        item.play_start_ms = min(item.play_start_ms, end_ms)
+        item.heard_ms = self.heard_ms(item, end_ms)
+
+    async def _settle_model(self) -> None:
+        """The caller hung up: end the turn they were speaking, stop the reply nobody will hear,
+        and wait (bounded) for the transcriptions and the reply's text still on their way."""
+        if settings.CALL_END_SETTLE_S <= 0 or not self._model_up:
+            return
+        with contextlib.suppress(Exception):  # the socket may be going down too
+            if self._response_in_progress:
+                await self.model.cancel_response()
+            open_turn = next((s for s in self._caller_spans.values() if s.end_ms is None), None)
+            if open_turn is not None:
+                open_turn.end_ms = max(open_turn.start_ms, self._caller_audio_end_ms)
+                await self.model.commit_audio()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.CALL_END_SETTLE_S
+        while not self._settled():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                logger.info("call end: gave up waiting for the model's last events")
+                return
+            self._model_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._model_changed.wait(), remaining)
+
+    def _settled(self) -> bool:
+        """Nothing more to wait for: no reply in flight, every closed caller turn transcribed,
+        every agent item that reached the caller has its text."""
+        if not self._model_up:
+            return True
+        if self._response_in_progress:
+            return False
+        if any(span.end_ms is not None for span in self._caller_spans.values()):
+            return False
+        return all(item.transcript is not None for item in self._items.values() if item.sent_bytes)
+
     async def _finalize(self, reason: str, end_ms: float) -> None:
         info: RecordingInfo | None = None
         try:
             info = await asyncio.to_thread(self.recorder.finalize, end_ms)
         except Exception:
             logger.exception("recording could not be finalized; the call is kept without it")
-        analytics = await asyncio.to_thread(self._final_analytics, info)
+        try:
+            analytics = await asyncio.to_thread(self._final_analytics, info)
+        except Exception:
+            # Nothing computed here may keep the call from being closed.
+            logger.exception("final analytics failed; the call is closed with its live measures")
+            analytics = self._live_analytics()
         outcome = CallOutcome(
             end_reason=reason,
             ended_at=timezone.now(),
@@ -240,6 +355,8 @@ class CallBridge:
     # --- Twilio side (the hot path) ------------------------------------------------------------
 
     async def on_twilio_text(self, text: str) -> None:
+        if self.ended:
+            return  # Twilio may still send after `stop`; the recorder is being finalized
         try:
             message = tw.parse_message(text)
         except tw.MalformedMessage as exc:
@@ -252,7 +369,7 @@ class CallBridge:
         elif type(message) is tw.Dtmf:
             await self._on_dtmf(message.digit)
         elif type(message) is tw.Stop:
-            await self.end("caller hung up")
+            await self.end("caller hung up", settle=True)
 
     def _count_malformed(self, exc: Exception) -> None:
         self.measures.frames_malformed += 1
@@ -266,6 +383,11 @@ class CallBridge:
             audio = binascii.a2b_base64(media.payload, strict_mode=True)
         except binascii.Error as exc:
             self._count_malformed(exc)
+            return
+        if media.timestamp_ms > self.now_ms() + MAX_MEDIA_LEAD_MS:
+            self._count_malformed(
+                AudioFormatError(f"media timestamp {media.timestamp_ms} ms is ahead of the call")
+            )
             return
         chunk = media.chunk
         if chunk:
@@ -313,7 +435,7 @@ class CallBridge:
             async for event in self.model.events():
                 await self._on_model_event(event)
                 if self.ended:
-                    return
+                    self._model_changed.set()  # the end-of-call wait re-checks what it needs
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -330,54 +452,71 @@ class CallBridge:
             self._on_speech_stopped(event)  # type: ignore[arg-type]
         elif kind is m.CallerTranscriptDone:
             self._on_caller_transcript(event)  # type: ignore[arg-type]
+        elif kind is m.CallerTranscriptFailed:
+            self._on_caller_transcript_failed(event)  # type: ignore[arg-type]
         elif kind is m.AgentTranscriptDone:
             self._on_agent_transcript(event)  # type: ignore[arg-type]
         elif kind is m.ResponseStarted:
-            self._response_in_progress = True
-            self.measures.turns += 1
-            self._settle_agent_lines(force=False)
+            await self._on_response_started()
         elif kind is m.ResponseDone:
             await self._on_response_done(event)  # type: ignore[arg-type]
         elif kind is m.SessionReady:
             await self._on_session_ready(event)  # type: ignore[arg-type]
         elif kind is m.Disconnected:
+            self._model_up = False
             logger.warning("model socket dropped (%s); reconnecting", event.reason)  # type: ignore[union-attr]
         elif kind is m.ModelError:
             self._on_model_error(event)  # type: ignore[arg-type]
         elif kind is m.SessionFailed:
+            self._model_up = False
             await self.end(f"model unavailable: {event.reason}"[:200], close_twilio=True)  # type: ignore[union-attr]
 
     def _on_model_error(self, event: m.ModelError) -> None:
-        if event.code == CANCEL_NOT_ACTIVE:
-            # With server VAD the service cancels the response itself on speech_started; our
-            # cancel raced it. Expected, harmless, not an error of the call.
-            logger.debug("response.cancel raced the service's own cancel")
+        if event.code in BENIGN_MODEL_ERRORS:
+            logger.debug("model request raced the service: %s", event.code)
             return
         self.measures.model_errors += 1
         logger.warning("model error %s: %s", event.code, event.message)
 
     async def _on_session_ready(self, event: m.SessionReady) -> None:
-        if not event.reconnect_attempt:
-            return
-        self.measures.reconnects += 1
-        # A new session has a new input-audio clock and no response in flight. The clock starts
-        # with the caller audio replayed into it, which ends where the last frame sent ends;
-        # without a replay it starts with the next frame.
+        self._model_up = True
+        # A session's input-audio clock starts with the first caller audio it gets: audio sent
+        # to it before live audio resumed (what the caller said while it connected, or the
+        # replay after a drop) ends where the last frame sent ends. With none, the next frame.
         if event.replayed_audio_ms:
             self._session_origin_ms = self._caller_audio_end_ms - event.replayed_audio_ms
         else:
             self._session_origin_ms = None
+        if not event.reconnect_attempt:
+            return
+        self.measures.reconnects += 1
+        # A new session has no response in flight, and the old one's turns will never be
+        # transcribed: the replayed audio makes them turns of the new session.
         self._response_in_progress = False
+        self._caller_spans.clear()
         self.store.set_analytics(self._live_analytics())
         logger.info("model session restored after %d attempt(s)", event.reconnect_attempt)
         await self._mark_unmarked_audio()  # the dead session's reply will see no ResponseDone
-        if self._turn_unanswered and self._context and self._context[-1].role == "user":
+        spoken = self.context()
+        if self._turn_unanswered and spoken and spoken[-1].role == "user":
             # The drop took the reply to the caller's last turn with it; the replayed context
             # ends with that turn, so ask the new session to answer it rather than leave the
             # caller waiting in silence.
             await self.model.request_response()
 
+    async def _on_response_started(self) -> None:
+        self._response_in_progress = True
+        if self.ended:
+            # A reply begun after the caller hung up (the VAD closed their last turn): nobody
+            # will hear it.
+            await self.model.cancel_response()
+            return
+        self.measures.turns += 1
+        self._settle_agent_lines(force=False)
+
     async def _on_audio_delta(self, event: m.AudioDelta) -> None:
+        if self.ended:
+            return  # the caller is gone; what they heard is settled
         item = self._items.get(event.item_id)
         if item is not None and item.interrupted:
             return  # a late delta of an item the caller cut off
@@ -392,27 +531,33 @@ class CallBridge:
             self._items[event.item_id] = item
             self._current_item = item
             if self._awaiting_reply_since_ms is not None:
-                self.measures.latencies_ms.append(max(0.0, now - self._awaiting_reply_since_ms))
+                # Latency as the caller lives it, on the call timeline: from the end of their
+                # speech to the moment this reply starts playing to them (now, or once the
+                # audio queued before it has played).
+                latency = item.play_start_ms - self._awaiting_reply_since_ms
+                self.measures.latencies_ms.append(max(0.0, latency))
                 self._awaiting_reply_since_ms = None
-        duration_ms = len(audio) / ULAW_BYTES_PER_MS
-        self._playback_end_ms = max(now, self._playback_end_ms) + duration_ms
-        item.sent_ms += duration_ms
+        self._playback_end_ms = max(now, self._playback_end_ms) + len(audio) / ULAW_BYTES_PER_MS
+        item.sent_bytes += len(audio)
         await self.twilio.send_text(tw.media_message(self.stream_sid, event.audio_b64))
-        if item.sent_ms - item.marked_ms >= self.mark_interval_ms:
+        if item.sent_bytes - item.marked_bytes >= self.mark_interval_ms * ULAW_BYTES_PER_MS:
             await self._send_mark(item)
         self.recorder.add_agent(audio, now)
 
     async def _send_mark(self, item: AgentItem) -> None:
-        """Ask Twilio to tell us when playback reaches everything sent of this item so far."""
-        item.marked_ms = item.sent_ms
-        mark = f"{item.item_id}@{item.sent_ms:.0f}"
+        """Ask Twilio to tell us when playback reaches everything sent of this item so far.
+
+        The name carries the ms sent, exactly (bytes / 8 has at most three decimals), so the
+        echo of a reply's last mark compares equal to its length."""
+        item.marked_bytes = item.sent_bytes
+        mark = f"{item.item_id}@{item.sent_ms:.3f}"
         self._outstanding_marks.add(mark)
         await self.twilio.send_text(tw.mark_message(self.stream_sid, mark))
 
     async def _mark_unmarked_audio(self) -> None:
         """End-of-reply marks: the echo of the last one says the caller heard the reply out."""
         for item in self._items.values():
-            if not item.interrupted and item.sent_ms > item.marked_ms:
+            if not item.interrupted and item.sent_bytes > item.marked_bytes:
                 await self._send_mark(item)
 
     def heard_ms(self, item: AgentItem, now_ms: float) -> float:
@@ -424,9 +569,11 @@ class CallBridge:
         return max(0.0, min(item.sent_ms, heard))
 
     async def _on_speech_started(self, event: m.SpeechStarted) -> None:
+        if self.ended:
+            return
         now = self.now_ms()
         origin = self._session_origin_ms or 0.0
-        self._caller_spans[event.item_id] = [origin + event.audio_start_ms, None]
+        self._caller_spans[event.item_id] = CallerSpan(origin + event.audio_start_ms)
         item = self._current_item
         if item is not None and not item.interrupted and self._playback_end_ms > now:
             await self._barge_in(item, now)
@@ -450,42 +597,72 @@ class CallBridge:
 
     def _on_speech_stopped(self, event: m.SpeechStopped) -> None:
         origin = self._session_origin_ms or 0.0
-        end = origin + event.audio_end_ms
-        span = self._caller_spans.setdefault(event.item_id, [end, None])
-        span[1] = end
-        self._awaiting_reply_since_ms = end
-        self._turn_unanswered = True
+        end = origin + event.speech_end_ms
+        span = self._caller_spans.setdefault(event.item_id, CallerSpan(end))
+        span.end_ms = max(span.start_ms, end)
+        if not self.ended:
+            self._awaiting_reply_since_ms = span.end_ms
+            self._turn_unanswered = True
+
+    def _take_caller_span(self, item_id: str) -> tuple[float, float]:
+        """Where a transcribed caller turn lies on the call timeline."""
+        span = self._caller_spans.pop(item_id, None)
+        if span is None:
+            # Not a turn we saw start and stop (a commit may name its own item): the oldest
+            # closed turn still waiting for its text is the one.
+            closed = [(s.start_ms, key) for key, s in self._caller_spans.items() if s.end_ms]
+            if closed:
+                span = self._caller_spans.pop(min(closed)[1])
+        now = self.now_ms()
+        if span is None:
+            return now, now
+        return span.start_ms, span.end_ms if span.end_ms is not None else now
 
     def _on_caller_transcript(self, event: m.CallerTranscriptDone) -> None:
-        span = self._caller_spans.pop(event.item_id, None)
-        now = self.now_ms()
-        start = span[0] if span and span[0] is not None else now
-        end = span[1] if span and span[1] is not None else now
-        if event.text.strip():
-            self._add_line("caller", event.text.strip(), start, end, item_id=event.item_id)
+        start, end = self._take_caller_span(event.item_id)
+        text = event.text.strip()
+        if text:
+            self._add_line("caller", text, start, end, item_id=event.item_id)
+            self._remember("user", text, start)
+
+    def _on_caller_transcript_failed(self, event: m.CallerTranscriptFailed) -> None:
+        """The caller said something the service could not make out: the turn keeps its place
+        on the timeline, marked; the model heard the audio, so nothing is replayed as text."""
+        start, end = self._take_caller_span(event.item_id)
+        logger.info("caller turn not transcribed: %s", event.message)
+        self._add_line("caller", INAUDIBLE_TEXT, start, end, item_id=event.item_id, inaudible=True)
 
     def _on_agent_transcript(self, event: m.AgentTranscriptDone) -> None:
         item = self._items.get(event.item_id)
-        if item is None:  # text without audio (the response was cut before any was sent)
+        if item is not None and item.transcript is not None:
+            return  # already known: a response repeats an item's text in its closing events
+        if item is None:
+            if self.ended:
+                return  # a reply the caller never heard any of (it began after they left)
+            # Text without audio: the response was cut before any audio was sent.
             now = self.now_ms()
             item = AgentItem(event.item_id, play_start_ms=now, interrupted=True, heard_ms=0.0)
             self._items[event.item_id] = item
         item.transcript = event.text.strip()
-        # Into the replayable context now; the line itself waits until playback settles it.
-        self._context.append(m.ContextItem(role="assistant", text=item.transcript))
+        if not event.complete and not item.interrupted:
+            # Cut short in the model (the service stopped the response) after all that was
+            # sent had been played or was still to play: the caller hears it all, no more.
+            item.interrupted = True
+        self._remember("assistant", item.transcript, item.play_start_ms)
+        # The line itself waits until playback settles it (or is written now if it was cut).
         if item.interrupted:
             self._write_agent_line(item)
 
     async def _on_response_done(self, event: m.ResponseDone) -> None:
+        for transcript in event.transcripts:
+            self._on_agent_transcript(transcript)
         self._response_in_progress = False
         self._turn_unanswered = False
-        await self._mark_unmarked_audio()
+        if not self.ended:
+            await self._mark_unmarked_audio()
         usage = self.measures.usage
-        usage["input_audio_tokens"] += event.usage.input_audio_tokens
-        usage["output_audio_tokens"] += event.usage.output_audio_tokens
-        usage["input_text_tokens"] += event.usage.input_text_tokens
-        usage["output_text_tokens"] += event.usage.output_text_tokens
-        usage["cached_input_tokens"] += event.usage.cached_input_tokens
+        for key in USAGE_KEYS:
+            usage[key] += getattr(event.usage, key)
         self.store.set_analytics(self._live_analytics())
 
     # --- transcript lines -------------------------------------------------------------------
@@ -499,6 +676,7 @@ class CallBridge:
         *,
         item_id: str,
         interrupted: bool = False,
+        inaudible: bool = False,
     ) -> None:
         self._sequence += 1
         self.store.add_transcript(
@@ -510,10 +688,14 @@ class CallBridge:
                 end_ms=int(max(start_ms, end_ms)),
                 item_id=item_id,
                 interrupted=interrupted,
+                inaudible=inaudible,
             )
         )
-        if speaker == "caller":
-            self._context.append(m.ContextItem(role="user", text=text))
+
+    def _remember(self, role: m.Role, text: str, start_ms: float) -> None:
+        """Keep a line for the conversation a new session is given after a reconnect."""
+        self._sequence += 1
+        self._context.append(ContextLine(start_ms, self._sequence, m.ContextItem(role, text)))
 
     def _write_agent_line(self, item: AgentItem) -> None:
         if item.written or not item.transcript:
@@ -542,6 +724,7 @@ class CallBridge:
 
     def _live_analytics(self) -> dict[str, Any]:
         measures = self.measures
+        usage = measures.usage
         values: dict[str, Any] = {
             "interruptions": measures.interruptions,
             "turns": measures.turns,
@@ -549,10 +732,9 @@ class CallBridge:
             "frames_missing": measures.frames_missing,
             "frames_malformed": measures.frames_malformed,
             "model_errors": measures.model_errors,
-            **measures.usage,
-            "estimated_cost_usd": estimated_cost_usd(
-                measures.usage, settings.REALTIME_PRICES_PER_M
-            ),
+            **usage,
+            "cached_input_tokens": usage["cached_audio_tokens"] + usage["cached_text_tokens"],
+            "estimated_cost_usd": estimated_cost_usd(usage, settings.REALTIME_PRICES_PER_M),
         }
         latencies = measures.latencies_ms
         if latencies:
@@ -572,7 +754,7 @@ class CallBridge:
             values["silence_s"] = round(
                 max(0.0, info.duration_s - info.caller_speech_s - info.agent_speech_s), 2
             )
-        caller_text = " ".join(item.text for item in self._context if item.role == "user")
+        caller_text = " ".join(item.text for item in self.context() if item.role == "user")
         sentiment = sentiment_of(caller_text)
         if sentiment is not None:
             values["sentiment_label"], values["sentiment_score"] = sentiment

@@ -34,6 +34,7 @@ from realtime import protocol
 from realtime.model import (
     AudioDelta,
     CallerTranscriptDone,
+    CallerTranscriptFailed,
     ContextProvider,
     Disconnected,
     ModelError,
@@ -63,6 +64,10 @@ CLOSE_TIMEOUT_S = 2.0
 # A shorter-lived one keeps counting, so a service that accepts then drops at once cannot keep
 # a call in a reconnect loop forever.
 STABLE_SESSION_S = 30.0
+# Caller audio kept while the first connect is under way (the caller talks meanwhile: the
+# bridge keeps reading their frames); once live the backlog shrinks to replay_audio_s.
+CONNECT_BACKLOG_S = 30.0
+FRAMES_PER_S = 50  # Twilio sends 20 ms frames
 # Upgrade answers that another attempt cannot change (bad key, no access, wrong URL).
 FATAL_HTTP_STATUSES = frozenset({400, 401, 403, 404})
 
@@ -84,6 +89,11 @@ class CallerAudioBacklog:
         self._appended = 0  # frames ever added: an absolute index that eviction cannot shift
         self._turn_ends: dict[str, int] = {}  # caller item id -> frames added when it ended
 
+    def limit(self, max_frames: int) -> None:
+        """Keep at most `max_frames` from now on (the newest); 0 turns the backlog off."""
+        self.enabled = max_frames > 0
+        self._frames = deque(self._frames if self.enabled else (), maxlen=max(1, max_frames))
+
     def add(self, payload_b64: str) -> None:
         if self.enabled:
             self._frames.append(payload_b64)
@@ -94,7 +104,7 @@ class CallerAudioBacklog:
 
     def turn_transcribed(self, item_id: str) -> None:
         """Forget the audio up to the end of this turn (and of earlier turns: turns end in
-        order, and a turn whose transcription failed never reports)."""
+        order, and a turn whose transcription died with a dropped socket never reports)."""
         end = self._turn_ends.pop(item_id, None)
         if end is None:
             return
@@ -168,10 +178,12 @@ class OpenAIRealtimeSession:
         self._announced = False
         self._retry_streak = 0  # reconnect attempts since the last stable session
         self._ready_at = 0.0
+        self._connect_replayed_ms = 0.0  # caller audio sent while the first connect was made
+        self._closing_silence_ms = protocol.closing_silence_ms(settings)
         self.reconnects = 0
         self.audio_dropped_frames = 0  # lost: the session had failed or was closed
         self.audio_replayed_frames = 0  # sent again to a new session after a drop
-        self._backlog = CallerAudioBacklog(round(settings.replay_audio_s * 50))
+        self._backlog = CallerAudioBacklog(round(CONNECT_BACKLOG_S * FRAMES_PER_S))
         self.audio_invalid_frames = 0
         pcm = settings.audio_format == "audio/pcm"
         self._to_model = TwilioToOpenAIPcm() if pcm else None
@@ -180,7 +192,11 @@ class OpenAIRealtimeSession:
     # --- connecting -------------------------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Open and configure the session, retrying with backoff; ModelUnavailable if all fail."""
+        """Open and configure the session, retrying with backoff; ModelUnavailable if all fail.
+
+        The caller talks while this runs (the bridge keeps reading their frames): what they
+        said meanwhile waits in the backlog and goes to the session before live audio does.
+        """
         reason = "closed before connecting"
         for attempt in range(self.settings.max_reconnects + 1):
             if attempt:
@@ -189,6 +205,7 @@ class OpenAIRealtimeSession:
                 break
             try:
                 ws = await self._open()
+                self._connect_replayed_ms = await self._replay_caller_audio(ws)
             except _Refused as exc:
                 raise ModelUnavailable(str(exc)) from None
             except _AttemptFailed as exc:
@@ -261,6 +278,7 @@ class OpenAIRealtimeSession:
         self._ws = ws
         self._live = True
         self._ready_at = time.monotonic()
+        self._backlog.limit(round(self.settings.replay_audio_s * FRAMES_PER_S))
 
     # --- reconnecting -----------------------------------------------------------------------------
 
@@ -351,7 +369,7 @@ class OpenAIRealtimeSession:
             raise RuntimeError("connect() must succeed before events() is iterated")
         if not self._announced:
             self._announced = True
-            yield SessionReady(reconnect_attempt=0)
+            yield SessionReady(reconnect_attempt=0, replayed_audio_ms=self._connect_replayed_ms)
         wire = self.settings.protocol
         while not self._closed:
             ws = self._ws
@@ -369,7 +387,9 @@ class OpenAIRealtimeSession:
                         event = None
                     elif type(event) is SpeechStopped:
                         self._backlog.turn_ended(event.item_id)
-                    elif type(event) is CallerTranscriptDone:
+                        event = self._without_closing_silence(event)
+                    elif isinstance(event, CallerTranscriptDone | CallerTranscriptFailed):
+                        # A failed transcription will not be retried either: the turn is over.
                         self._backlog.turn_transcribed(event.item_id)
                     elif isinstance(event, ModelError) and event.code == protocol.SESSION_EXPIRED:
                         # The service closes (1001) right after this: stop sending now and close
@@ -396,6 +416,11 @@ class OpenAIRealtimeSession:
             yield outcome
             if self._failed:
                 return
+
+    def _without_closing_silence(self, event: SpeechStopped) -> SpeechStopped:
+        """The caller's voice ended before the silence that made the service close the turn."""
+        end = max(0, event.audio_end_ms - self._closing_silence_ms)
+        return SpeechStopped(event.item_id, event.audio_end_ms, speech_end_ms=end)
 
     def _for_caller(self, event: AudioDelta) -> AudioDelta | ModelError | None:
         """pcm mode: PCM16 24 kHz delta -> mu-law 8 kHz (None while the resampler fills)."""
@@ -450,6 +475,9 @@ class OpenAIRealtimeSession:
         """A user text turn followed by a response request."""
         if await self._send(protocol.user_text_item(text)):
             await self._send(protocol.response_create())
+
+    async def commit_audio(self) -> None:
+        await self._send(protocol.input_audio_commit())
 
     async def truncate(self, item_id: str, audio_end_ms: int) -> None:
         if self._to_caller is not None:

@@ -21,7 +21,11 @@ def realtime_settings() -> RealtimeSettings:
         instructions=settings.REALTIME_INSTRUCTIONS,
         voice=settings.REALTIME_VOICE,
         turn_detection=settings.REALTIME_TURN_DETECTION,
+        vad_threshold=settings.REALTIME_VAD_THRESHOLD,
+        vad_prefix_padding_ms=settings.REALTIME_VAD_PREFIX_PADDING_MS,
+        vad_silence_duration_ms=settings.REALTIME_VAD_SILENCE_DURATION_MS,
         transcription_model=settings.REALTIME_TRANSCRIPTION_MODEL,
         max_reconnects=settings.REALTIME_MAX_RECONNECTS,
+        connect_timeout_s=settings.REALTIME_CONNECT_TIMEOUT_S,
         replay_audio_s=settings.REALTIME_REPLAY_AUDIO_S,
     )

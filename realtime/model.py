@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 AudioFormat = Literal["audio/pcmu", "audio/pcm"]
+Role = Literal["user", "assistant"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,11 @@ class RealtimeSettings:
     instructions: str = "You are a helpful, concise voice assistant on a phone call."
     voice: str = "alloy"
     turn_detection: Literal["server_vad", "semantic_vad"] = "server_vad"
+    # server_vad only: sent explicitly (the service's defaults) so the bridge knows how much
+    # silence closes a turn, and so where the caller's speech really ended (latency).
+    vad_threshold: float = 0.5
+    vad_prefix_padding_ms: int = 300
+    vad_silence_duration_ms: int = 500
     transcription_model: str = "gpt-4o-mini-transcribe"
     max_reconnects: int = 5
     backoff_base_s: float = 0.25
@@ -43,7 +49,7 @@ class RealtimeSettings:
 class ContextItem:
     """One conversation line replayed into a fresh session after a reconnect."""
 
-    role: Literal["user", "assistant"]
+    role: Role
     text: str
 
 
@@ -55,8 +61,9 @@ class SessionReady:
     """The session is configured (first connect or after a reconnect)."""
 
     reconnect_attempt: int = 0
-    # After a reconnect: caller audio sent to the new session before live audio resumed (the
-    # turn a drop interrupted); the new session's audio clock starts that much before it.
+    # Caller audio sent to the session before live audio resumed: what the caller said while
+    # the first connect was under way, or after a reconnect the turn a drop interrupted. The
+    # session's audio clock starts that much before the end of the caller audio sent so far.
     replayed_audio_ms: float = 0.0
 
 
@@ -71,15 +78,27 @@ class AudioDelta:
 
 @dataclass(frozen=True)
 class AgentTranscriptDone:
+    """The text of an assistant item. `complete` is False for a reply cut short (cancelled by
+    the caller's speech or by us): its text is what was generated before the cut."""
+
     item_id: str
     response_id: str
     text: str
+    complete: bool = True
 
 
 @dataclass(frozen=True)
 class CallerTranscriptDone:
     item_id: str
     text: str
+
+
+@dataclass(frozen=True)
+class CallerTranscriptFailed:
+    """The service could not transcribe a caller turn (the turn itself was heard)."""
+
+    item_id: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -92,8 +111,13 @@ class SpeechStarted:
 
 @dataclass(frozen=True)
 class SpeechStopped:
+    """The caller's turn ended. `audio_end_ms` is the service's: it includes the silence that
+    closed the turn. `speech_end_ms` is where the caller's voice stopped (that silence taken
+    off, when the session knows it), on the same input-audio clock."""
+
     item_id: str
     audio_end_ms: int
+    speech_end_ms: int
 
 
 @dataclass(frozen=True)
@@ -103,18 +127,31 @@ class ResponseStarted:
 
 @dataclass(frozen=True)
 class Usage:
+    """Tokens of one response. Cached tokens are a subset of the input tokens of their kind:
+    cached_audio_tokens <= input_audio_tokens, cached_text_tokens <= input_text_tokens."""
+
     input_audio_tokens: int = 0
     output_audio_tokens: int = 0
     input_text_tokens: int = 0
     output_text_tokens: int = 0
-    cached_input_tokens: int = 0
+    cached_audio_tokens: int = 0
+    cached_text_tokens: int = 0
+
+    @property
+    def cached_input_tokens(self) -> int:
+        return self.cached_audio_tokens + self.cached_text_tokens
 
 
 @dataclass(frozen=True)
 class ResponseDone:
+    """A response ended (`status`: completed, cancelled, incomplete, failed). `transcripts`
+    are its assistant items' texts as the response reports them: the only place a reply cut
+    short has its text."""
+
     response_id: str
     status: str
     usage: Usage = field(default_factory=Usage)
+    transcripts: tuple[AgentTranscriptDone, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -144,6 +181,7 @@ ModelEvent = (
     | AudioDelta
     | AgentTranscriptDone
     | CallerTranscriptDone
+    | CallerTranscriptFailed
     | SpeechStarted
     | SpeechStopped
     | ResponseStarted
@@ -167,6 +205,10 @@ class ModelSession(Protocol):
 
     async def send_text(self, text: str) -> None:
         """A user text turn (DTMF digits, for instance) followed by a response request."""
+
+    async def commit_audio(self) -> None:
+        """End the caller's turn now (the caller hung up mid-sentence): the audio sent so far
+        becomes a turn and is transcribed; no reply is asked for."""
 
     async def truncate(self, item_id: str, audio_end_ms: int) -> None:
         """Tell the model the caller heard only audio_end_ms of that assistant item."""

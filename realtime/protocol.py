@@ -23,6 +23,7 @@ from realtime.model import (
     AgentTranscriptDone,
     AudioDelta,
     CallerTranscriptDone,
+    CallerTranscriptFailed,
     ContextItem,
     ModelError,
     ModelEvent,
@@ -95,7 +96,7 @@ def _ga_session(settings: RealtimeSettings) -> dict[str, Any]:
             "input": {
                 "format": audio_format,
                 "transcription": {"model": settings.transcription_model},
-                "turn_detection": {"type": settings.turn_detection},
+                "turn_detection": turn_detection(settings),
             },
             "output": {"format": audio_format, "voice": settings.voice},
         },
@@ -112,13 +113,38 @@ def _beta_session(settings: RealtimeSettings) -> dict[str, Any]:
         "input_audio_format": audio_format,
         "output_audio_format": audio_format,
         "input_audio_transcription": {"model": settings.transcription_model},
-        "turn_detection": {"type": settings.turn_detection},
+        "turn_detection": turn_detection(settings),
     }
+
+
+def turn_detection(settings: RealtimeSettings) -> dict[str, Any]:
+    """The same shape in GA and beta; server_vad's numbers are always sent, so the silence that
+    closes a turn is known here rather than assumed to be the service's default."""
+    if settings.turn_detection == "semantic_vad":
+        return {"type": "semantic_vad"}
+    return {
+        "type": "server_vad",
+        "threshold": settings.vad_threshold,
+        "prefix_padding_ms": settings.vad_prefix_padding_ms,
+        "silence_duration_ms": settings.vad_silence_duration_ms,
+    }
+
+
+def closing_silence_ms(settings: RealtimeSettings) -> int:
+    """How much silence `speech_stopped.audio_end_ms` includes: server_vad's configured
+    silence; semantic_vad ends turns on meaning, after no fixed silence, so none is assumed."""
+    return settings.vad_silence_duration_ms if settings.turn_detection == "server_vad" else 0
 
 
 def input_audio_append(audio_b64: str) -> bytes:
     """Serialized input_audio_buffer.append (the same in both shapes): the per-frame hot path."""
     return orjson.dumps({"type": "input_audio_buffer.append", "audio": audio_b64})
+
+
+def input_audio_commit() -> dict[str, Any]:
+    """End the caller's turn now: the buffer becomes a user item and is transcribed (a commit
+    never asks for a response, even with server VAD)."""
+    return {"type": "input_audio_buffer.commit"}
 
 
 def item_truncate(item_id: str, audio_end_ms: int) -> dict[str, Any]:
@@ -203,12 +229,47 @@ def _caller_transcript(data: dict[str, Any]) -> CallerTranscriptDone:
     return CallerTranscriptDone(item_id=data["item_id"], text=data["transcript"])
 
 
+def _caller_transcript_failed(data: dict[str, Any]) -> CallerTranscriptFailed:
+    error = data.get("error") or {}
+    message = error.get("message") or error.get("code") or "transcription failed"
+    return CallerTranscriptFailed(item_id=data["item_id"], message=str(message)[:300])
+
+
+def _output_transcript(item: Any, response_id: str) -> AgentTranscriptDone | None:
+    """An assistant message's transcript from an output item (None for other items, or while
+    the service has no transcript for it). A status other than completed means cut short."""
+    if not isinstance(item, dict) or item.get("type") != "message":
+        return None
+    if item.get("role") != "assistant":
+        return None
+    texts = [
+        part["transcript"]
+        for part in item.get("content") or []
+        if isinstance(part, dict) and isinstance(part.get("transcript"), str)
+    ]
+    if not texts:
+        return None
+    return AgentTranscriptDone(
+        item_id=item["id"],
+        response_id=response_id,
+        text="".join(texts),
+        complete=item.get("status") == "completed",
+    )
+
+
+def _output_item_done(data: dict[str, Any]) -> AgentTranscriptDone | None:
+    return _output_transcript(data["item"], data["response_id"])
+
+
 def _speech_started(data: dict[str, Any]) -> SpeechStarted:
     return SpeechStarted(item_id=data["item_id"], audio_start_ms=int(data["audio_start_ms"]))
 
 
 def _speech_stopped(data: dict[str, Any]) -> SpeechStopped:
-    return SpeechStopped(item_id=data["item_id"], audio_end_ms=int(data["audio_end_ms"]))
+    """speech_end_ms is audio_end_ms here; the session knows the closing silence and takes it
+    off (realtime.client), since this parser sees no session settings."""
+    end = int(data["audio_end_ms"])
+    return SpeechStopped(item_id=data["item_id"], audio_end_ms=end, speech_end_ms=end)
 
 
 def _response_created(data: dict[str, Any]) -> ResponseStarted:
@@ -217,25 +278,47 @@ def _response_created(data: dict[str, Any]) -> ResponseStarted:
 
 def _response_done(data: dict[str, Any]) -> ResponseDone:
     response = data["response"]
+    transcripts = (
+        _output_transcript(item, response["id"]) for item in response.get("output") or []
+    )
     return ResponseDone(
         response_id=response["id"],
         status=response.get("status") or "unknown",
         usage=usage_from(response.get("usage")),
+        transcripts=tuple(t for t in transcripts if t is not None),
     )
 
 
 def usage_from(usage: dict[str, Any] | None) -> Usage:
-    """Token counts of a response.done (same shape in GA and beta; any part may be null)."""
+    """Token counts of a response.done (same shape in GA and beta; any part may be null).
+
+    Cached tokens are a subset of the input tokens, split by kind in `cached_tokens_details`.
+    Without that split, the cached tokens are taken as text first: the instructions open
+    every session's context, so they are the prefix a cache holds first.
+    """
     if not usage:
         return Usage()
     given = usage.get("input_token_details") or {}
     produced = usage.get("output_token_details") or {}
+    audio_in = given.get("audio_tokens") or 0
+    text_in = given.get("text_tokens") or 0
+    cached = given.get("cached_tokens") or 0
+    split = given.get("cached_tokens_details")
+    if split:
+        cached_text = split.get("text_tokens") or 0
+        cached_audio = split.get("audio_tokens") or 0
+    else:
+        cached_text = min(cached, text_in)
+        cached_audio = cached - cached_text
     return Usage(
-        input_audio_tokens=given.get("audio_tokens") or 0,
+        input_audio_tokens=audio_in,
         output_audio_tokens=produced.get("audio_tokens") or 0,
-        input_text_tokens=given.get("text_tokens") or 0,
+        input_text_tokens=text_in,
         output_text_tokens=produced.get("text_tokens") or 0,
-        cached_input_tokens=given.get("cached_tokens") or 0,
+        # Never more cached than there was input of that kind: a cached token billed as
+        # uncached input as well would be counted twice.
+        cached_audio_tokens=min(cached_audio, audio_in),
+        cached_text_tokens=min(cached_text, text_in),
     )
 
 
@@ -255,10 +338,12 @@ def _session_updated(data: dict[str, Any]) -> SessionUpdated:
     return SessionUpdated()
 
 
-_Parser = Callable[[dict[str, Any]], ServerEvent]
+_Parser = Callable[[dict[str, Any]], ServerEvent | None]
 
 _COMMON: dict[str, _Parser] = {
     "conversation.item.input_audio_transcription.completed": _caller_transcript,
+    "conversation.item.input_audio_transcription.failed": _caller_transcript_failed,
+    "response.output_item.done": _output_item_done,
     "input_audio_buffer.speech_started": _speech_started,
     "input_audio_buffer.speech_stopped": _speech_stopped,
     "response.created": _response_created,

@@ -26,9 +26,10 @@ from realtime.client import OpenAIRealtimeSession
 from realtime.configuration import realtime_settings
 from realtime.lifecycle import SHUTDOWN_REASON, RecordingLease, recording_path
 from realtime.model import ContextProvider, ModelSession
-from realtime.store import CallStore
+from realtime.store import CallStore, call_stream_claim
 from telephony import messages as tw
 from telephony.security import (
+    account_sid_allowed,
     signature_valid,
     signatures_enforced,
     stream_token_valid,
@@ -47,6 +48,9 @@ SERVICE_RESTART = 1012
 FRAMES_PER_S = 250
 FRAMES_BURST = 500
 FLOOD_CLOSE_AFTER = 1000
+CLOSED_WITHOUT_STOP = "media stream closed without stop"
+# Calls this process has bridged (call id -> when), kept while their stream token is valid.
+BRIDGED_CALLS: dict[str, float] = {}
 
 
 class FrameBudget:
@@ -87,7 +91,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
     _start_timer: asyncio.TimerHandle | None = None
     _closed = False
     _frames_over_budget = 0
-    _end_reason = "media stream closed without stop"
+    _end_reason = CLOSED_WITHOUT_STOP
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -203,13 +207,31 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             logger.warning("media stream refused: bad stream token for %s", message.call_sid)
             await self.close(POLICY_VIOLATION)
             return
-        if call_id in ACTIVE_BRIDGES:
-            logger.warning("media stream refused: call %s already has a stream", call_id)
+        if not account_sid_allowed(message.account_sid):
+            logger.warning("media stream refused: another account (%s)", message.account_sid)
+            await self.close(POLICY_VIOLATION)
+            return
+        if not await self._first_stream_of(call_id, message.stream_sid):
+            logger.warning("media stream refused: call %s already had its stream", call_id)
             await self.close(POLICY_VIOLATION)
             return
         if self._start_timer is not None:
             self._start_timer.cancel()
         await self._bridge_call(call_id, message)
+
+    async def _first_stream_of(self, call_id: str, stream_sid: str) -> bool:
+        """A call is bridged once, ever: its token stays valid for minutes after the call has
+        ended, so a replayed `start` must not open a second bridge (here or in a sibling
+        process). This process remembers its calls; the database settles the rest."""
+        now = time.monotonic()
+        for known, at in list(BRIDGED_CALLS.items()):
+            if now - at > settings.STREAM_TOKEN_TTL_S:
+                del BRIDGED_CALLS[known]  # its token has expired: nothing left to refuse
+        if call_id in BRIDGED_CALLS:
+            return False
+        BRIDGED_CALLS[call_id] = now
+        claimed = await call_stream_claim(call_id=call_id, stream_sid=stream_sid)
+        return claimed is not False
 
     async def _bridge_call(self, call_id: str, start: tw.Start) -> None:
         try:
@@ -240,6 +262,8 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         if bridge is not None:
             if message.get("code") == SERVICE_RESTART:
                 self._end_reason = SHUTDOWN_REASON
-            await bridge.end(self._end_reason)
+            # The caller's side closing is a hang-up: their last words still get transcribed.
+            hung_up = self._end_reason == CLOSED_WITHOUT_STOP
+            await bridge.end(self._end_reason, settle=hung_up)
             ACTIVE_BRIDGES.pop(bridge.call_id, None)
         raise StopConsumer

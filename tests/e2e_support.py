@@ -4,6 +4,7 @@ stand-in and the simulated Twilio caller, all speaking their real protocols over
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -46,7 +47,12 @@ class LiveBridge:
                     self.url, auth_token=AUTH_TOKEN, public_base_url=PUBLIC_BASE_URL
                 )
                 async with asyncio.timeout(90):
-                    return await scenario(model, caller)
+                    result = await scenario(model, caller)
+                # The service outlives a hang-up: the bridge finishes the call (the caller's
+                # last words are still being transcribed) and then closes its model socket.
+                with contextlib.suppress(TimeoutError):
+                    await model.wait_until(lambda: not model.open_connections(), 10.0)
+                return result
 
         return asyncio.run(main())
 

@@ -15,6 +15,7 @@ from rest_framework.reverse import reverse
 from calls import selectors
 from calls.api.filters import INVALID_PERIOD_BOUND, PERIOD_BOUND_HELP, parse_period_bound
 from calls.models import (
+    LATENCY_DEFINITION,
     NOTE_MAX_CHARS,
     Analytics,
     Call,
@@ -283,11 +284,13 @@ class AnalyticsMeasuresSerializer(serializers.Serializer):
         allow_null=True, help_text="95th percentile (nearest rank) of the calls' durations."
     )
     latency_ms_avg = serializers.FloatField(
-        allow_null=True, help_text="Mean of the calls' average response latency."
+        allow_null=True,
+        help_text=f"Mean of the calls' average response latency in ms ({LATENCY_DEFINITION}).",
     )
     latency_ms_p95 = serializers.FloatField(
         allow_null=True,
-        help_text="95th percentile (nearest rank) of the calls' average response latency.",
+        help_text="95th percentile (nearest rank) of the calls' average response latency in ms "
+        f"({LATENCY_DEFINITION}).",
     )
     interruptions_per_call = serializers.FloatField(allow_null=True)
     sentiment = SentimentCountsSerializer()

@@ -382,7 +382,10 @@ class LoadCall:
         self.times = stats.calls[index]
         self.config = config
         self.caller = SimulatedTwilioCaller(
-            config.url, auth_token=config.auth_token, public_base_url=config.public_base_url
+            config.url,
+            auth_token=config.auth_token,
+            public_base_url=config.public_base_url,
+            account_sid=config.account_sid,
         )
         self.stream_sid = self.caller.stream_sid.encode()
         self.protocol: CallProtocol | None = None
@@ -593,6 +596,7 @@ class LoadConfig:
     auth_token: str | None
     public_base_url: str
     standin_port: int = 0
+    account_sid: str | None = None  # the server's TWILIO_ACCOUNT_SID, if it checks one
     server_pid: int | None = None
     drain_s: float = 1.0
     end_half: bool = False  # half the calls hang up mid-window; the rest are timed meanwhile

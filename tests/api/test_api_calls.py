@@ -307,6 +307,7 @@ def test_detail_has_the_call_and_all_its_parts(
         "start_ms": 200,
         "end_ms": 900,
         "interrupted": True,
+        "inaudible": False,
     }
     assert body["analytics"]["interruptions"] == 3
     assert body["analytics"]["latency_ms_avg"] == 512.0

@@ -330,7 +330,19 @@ def test_model_error_events_are_counted_and_the_call_goes_on(live_bridge) -> Non
     assert [line.speaker for line in rows.transcripts] == ["caller", "agent", "caller", "agent"]
 
 
-def test_a_reply_lost_in_a_drop_is_asked_for_again(live_bridge) -> None:
+@pytest.mark.parametrize(
+    ("transcription_delay_s", "asked_again"),
+    [(0.0, True), (1.5, False)],
+    ids=["turn-transcribed-before-the-drop", "turn-transcribed-after-the-drop"],
+)
+def test_a_reply_lost_in_a_drop_is_asked_for_again(
+    live_bridge, transcription_delay_s: float, asked_again: bool
+) -> None:
+    """The reply dies with the socket. If the caller's turn was already in the conversation
+    as text, the new session is asked to answer it; if its transcription died with the
+    socket too, its audio is replayed and the new session's VAD answers it. Either way the
+    caller is answered once."""
+
     async def drop_mid_reply(model, caller) -> None:
         await model.wait_until(
             lambda: (
@@ -341,11 +353,13 @@ def test_a_reply_lost_in_a_drop_is_asked_for_again(live_bridge) -> None:
         await model.drop_connections()
 
     script = [Silence(0.3), Speak(1.5, seed=1), AwaitAgentPlayed(timeout_s=15), Silence(0.3)]
-    run = live_bridge.place_call(script, standin={"speed": 1.0}, during=drop_mid_reply)
+    timing = {"transcription_delay_s": transcription_delay_s, "transcription_failure_rate": 0.0}
+    run = live_bridge.place_call(script, standin={"speed": 1.0, **timing}, during=drop_mid_reply)
     assert run.report.script_error is None  # the caller was answered, by the new session
     first, second = run.standin.connections
     assert not first.sent_of("response.done")  # the first reply died with the socket
-    assert second.received_of("response.create")
+    assert bool(second.received_of("response.create")) == asked_again
+    assert len(second.sent_of("response.created")) == 1
     assert second.sent_of("response.output_audio.delta")
     rows = call_rows(finished_call(run.report.call_id))
     assert rows.analytics.reconnects == 1

@@ -30,6 +30,7 @@ from realtime.model import (
     AgentTranscriptDone,
     AudioDelta,
     CallerTranscriptDone,
+    CallerTranscriptFailed,
     ContextItem,
     Disconnected,
     ModelEvent,
@@ -40,6 +41,7 @@ from realtime.model import (
     SessionFailed,
     SessionReady,
     SpeechStarted,
+    SpeechStopped,
 )
 
 # Shaped so the project's log redaction (sk-..., Bearer <16+ token chars>) does not recognise it:
@@ -351,6 +353,61 @@ async def test_commands_reach_the_service() -> None:
             "content_index": 0,
             "audio_end_ms": 1840,
         }
+        await session.close()
+
+
+async def test_caller_audio_sent_while_connecting_reaches_the_session_first() -> None:
+    """The bridge sends caller audio before connect() returns (it keeps reading the media
+    stream while the model connects): the session gets that audio before any live frame, and
+    says how much, so the bridge can place the session's audio clock."""
+    early, late, live = _frame(4), _frame(5), _frame(6)
+    async with asyncio.timeout(TEST_TIMEOUT_S), ScriptedRealtime() as service:
+        session = OpenAIRealtimeSession(make_settings(service.url), no_context)
+        await session.send_audio(early)
+        connecting = asyncio.create_task(session.connect())
+        await session.send_audio(late)
+        await connecting
+        await session.send_audio(live)
+        peer = await service.peers.get()
+        _, *appends = await expect_types(
+            peer,
+            "session.update",
+            "input_audio_buffer.append",
+            "input_audio_buffer.append",
+            "input_audio_buffer.append",
+        )
+        assert [event["audio"] for event in appends] == [early, late, live]
+        assert await anext(session.events()) == SessionReady(replayed_audio_ms=40.0)
+        assert session.audio_dropped_frames == 0
+        await session.close()
+
+
+async def test_end_of_turn_takes_off_the_closing_silence_and_failures_are_events() -> None:
+    async with asyncio.timeout(TEST_TIMEOUT_S), ScriptedRealtime() as service:
+        settings = make_settings(service.url, vad_silence_duration_ms=650)
+        session = OpenAIRealtimeSession(settings, no_context)
+        await session.connect()
+        peer = await service.peers.get()
+        await expect_types(peer, "session.update")
+        events = session.events()
+        await anext(events)
+        await session.commit_audio()
+        await expect_types(peer, "input_audio_buffer.commit")
+        await peer.send(
+            {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": 2650, "item_id": "it_1"}
+        )
+        await peer.send(
+            {
+                "type": "conversation.item.input_audio_transcription.failed",
+                "item_id": "it_1",
+                "content_index": 0,
+                "error": {"type": "transcription_error", "message": "Could not transcribe."},
+            }
+        )
+        assert await events_until(events, CallerTranscriptFailed) == [
+            SpeechStopped(item_id="it_1", audio_end_ms=2650, speech_end_ms=2000),
+            CallerTranscriptFailed(item_id="it_1", message="Could not transcribe."),
+        ]
         await session.close()
 
 

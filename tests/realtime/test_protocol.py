@@ -25,6 +25,7 @@ from realtime.model import (
     AgentTranscriptDone,
     AudioDelta,
     CallerTranscriptDone,
+    CallerTranscriptFailed,
     ContextItem,
     ModelError,
     RealtimeSettings,
@@ -129,6 +130,28 @@ def test_control_events_match_sdk(wire: str) -> None:
     assert_sdk_valid(client, truncate)
     assert_sdk_valid(client, protocol.response_cancel())
     assert_sdk_valid(client, protocol.response_create())
+    assert_sdk_valid(client, protocol.input_audio_commit())
+
+
+@pytest.mark.parametrize("wire", ["ga", "beta"])
+def test_server_vad_numbers_are_sent_and_semantic_vad_assumes_no_closing_silence(
+    wire: str,
+) -> None:
+    server = settings(protocol=wire, vad_threshold=0.6, vad_silence_duration_ms=700)
+    event = protocol.session_update(server)
+    detection = (
+        event["session"]["audio"]["input"]["turn_detection"]
+        if wire == "ga"
+        else event["session"]["turn_detection"]
+    )
+    assert detection == {
+        "type": "server_vad",
+        "threshold": 0.6,
+        "prefix_padding_ms": 300,
+        "silence_duration_ms": 700,
+    }
+    assert protocol.closing_silence_ms(server) == 700
+    assert protocol.closing_silence_ms(settings(turn_detection="semantic_vad")) == 0
 
 
 @pytest.mark.parametrize("wire", ["ga", "beta"])
@@ -253,7 +276,81 @@ def test_speech_started_and_stopped(wire: str) -> None:
         "audio_end_ms": 3040,
     }
     assert parse(wire, started) == SpeechStarted(item_id="item_U", audio_start_ms=1520)
-    assert parse(wire, stopped) == SpeechStopped(item_id="item_U", audio_end_ms=3040)
+    # The parser leaves the closing silence in; the session takes it off (test_client).
+    assert parse(wire, stopped) == SpeechStopped(
+        item_id="item_U", audio_end_ms=3040, speech_end_ms=3040
+    )
+
+
+@pytest.mark.parametrize("wire", ["ga", "beta"])
+def test_caller_transcription_failed(wire: str) -> None:
+    event = {
+        "type": "conversation.item.input_audio_transcription.failed",
+        "event_id": "ev_2f",
+        "item_id": "item_U",
+        "content_index": 0,
+        "error": {"type": "transcription_error", "code": "audio_unintelligible",
+                  "message": "Audio could not be transcribed.", "param": None},
+    }  # fmt: skip
+    assert parse(wire, event) == CallerTranscriptFailed(
+        item_id="item_U", message="Audio could not be transcribed."
+    )
+
+
+def assistant_item(status: str, transcript: str | None, wire: str = "ga") -> dict[str, Any]:
+    return {
+        "id": "item_A",
+        "object": "realtime.item",
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": [
+            {"type": "output_audio" if wire == "ga" else "audio", "transcript": transcript}
+        ],
+    }
+
+
+@pytest.mark.parametrize("wire", ["ga", "beta"])
+@pytest.mark.parametrize(("status", "complete"), [("completed", True), ("incomplete", False)])
+def test_output_item_done_carries_the_text_of_a_reply(wire: str, status: str, complete: bool):
+    event = {
+        "type": "response.output_item.done",
+        "event_id": "ev_oi",
+        "response_id": "resp_1",
+        "output_index": 0,
+        "item": assistant_item(status, "Sure, I can", wire),
+    }
+    assert parse(wire, event) == AgentTranscriptDone(
+        item_id="item_A", response_id="resp_1", text="Sure, I can", complete=complete
+    )
+    event["item"]["content"][0]["transcript"] = None
+    assert parse(wire, event) is None  # no text yet: nothing to report
+    event["item"] = {"id": "item_F", "type": "function_call", "call_id": "c1", "name": "f",
+                     "arguments": "{}", "status": "completed"}  # fmt: skip
+    assert parse(wire, event) is None
+
+
+def test_a_cancelled_response_reports_its_cut_reply_in_response_done() -> None:
+    event = {
+        "type": "response.done",
+        "event_id": "ev_rd",
+        "response": {
+            "id": "resp_1",
+            "object": "realtime.response",
+            "status": "cancelled",
+            "status_details": {"type": "cancelled", "reason": "turn_detected"},
+            "output": [assistant_item("incomplete", "Thanks, I have")],
+        },
+    }
+    assert parse("ga", event) == ResponseDone(
+        response_id="resp_1",
+        status="cancelled",
+        transcripts=(
+            AgentTranscriptDone(
+                item_id="item_A", response_id="resp_1", text="Thanks, I have", complete=False
+            ),
+        ),
+    )
 
 
 @pytest.mark.parametrize("wire", ["ga", "beta"])
@@ -283,12 +380,15 @@ def test_response_done_extracts_usage(wire: str) -> None:
                 "input_token_details": {
                     "text_tokens": 180,
                     "audio_tokens": 60,
-                    "cached_tokens": 128,
+                    "cached_tokens": 168,
+                    "cached_tokens_details": {"text_tokens": 128, "audio_tokens": 40},
                 },
                 "output_token_details": {"text_tokens": 21, "audio_tokens": 70},
             },
         },
     }
+    if wire == "beta":  # beta reports no split: the cached tokens are taken as text first
+        del event["response"]["usage"]["input_token_details"]["cached_tokens_details"]
     assert parse(wire, event) == ResponseDone(
         response_id="resp_1",
         status="completed",
@@ -297,9 +397,24 @@ def test_response_done_extracts_usage(wire: str) -> None:
             output_audio_tokens=70,
             input_text_tokens=180,
             output_text_tokens=21,
-            cached_input_tokens=128,
+            cached_audio_tokens=40 if wire == "ga" else 0,
+            cached_text_tokens=128 if wire == "ga" else 168,
         ),
     )
+
+
+def test_cached_tokens_without_their_split_are_text_first_and_never_exceed_the_input() -> None:
+    usage = {
+        "input_tokens": 240,
+        "input_token_details": {"text_tokens": 180, "audio_tokens": 60, "cached_tokens": 200},
+        "output_token_details": {"text_tokens": 0, "audio_tokens": 0},
+    }
+    parsed = protocol.usage_from(usage)
+    assert (parsed.cached_text_tokens, parsed.cached_audio_tokens) == (180, 20)
+    assert parsed.cached_input_tokens == 200
+    usage["input_token_details"]["cached_tokens_details"] = {"text_tokens": 500, "audio_tokens": 90}
+    parsed = protocol.usage_from(usage)
+    assert (parsed.cached_text_tokens, parsed.cached_audio_tokens) == (180, 60)
 
 
 def test_response_done_without_usage_counts_zero() -> None:

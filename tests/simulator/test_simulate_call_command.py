@@ -68,3 +68,23 @@ def test_simulate_call_places_a_signed_call_with_a_barge_in(tmp_path: Path):
     assert re.search(r"/admin/calls/call/[0-9a-f-]{36}/change/", output)
     server_log = (tmp_path / "server.log").read_text()
     assert "call ended: caller hung up" in server_log
+
+    # The server's record beside what the caller saw: the latency both measured agrees, the
+    # reply the caller talked over is marked, and the cost is the reported usage at list price.
+    caller_avg = float(re.search(r"caller measured it: avg (\d+) ms", output).group(1))
+    server_avg = float(re.search(r"server measured it: avg (\d+) ms", output).group(1))
+    assert abs(caller_avg - server_avg) <= 60, output
+    assert re.search(r"agent .* \[interrupted\]", output), output
+    usage = re.search(
+        r"audio in (\d+) \(cached (\d+)\), text in (\d+) \(cached (\d+)\), "
+        r"audio out (\d+), text out (\d+) tokens",
+        output,
+    )
+    audio_in, cached_audio, text_in, cached_text, audio_out, text_out = map(int, usage.groups())
+    list_price = (
+        (audio_in - cached_audio) * 32 + cached_audio * 0.40 + (text_in - cached_text) * 4
+        + cached_text * 0.40 + audio_out * 64 + text_out * 16
+    ) / 1_000_000  # fmt: skip
+    cost = float(re.search(r"cost at list price: \$([0-9.]+)", output).group(1))
+    assert cost == pytest.approx(list_price, abs=1e-6), output
+    assert cached_audio > 0

@@ -80,6 +80,7 @@ class Command(BaseCommand):
             ramp_s=options["ramp"] if options["ramp"] is not None else options["calls"] / 50,
             echo=options["echo"],
             auth_token=settings.TWILIO_AUTH_TOKEN or None,
+            account_sid=settings.TWILIO_ACCOUNT_SID or None,
             public_base_url=(options["public_base_url"] or url).rstrip("/"),
             standin_port=self._standin_port(options["standin_port"]),
             server_pid=options["server_pid"],

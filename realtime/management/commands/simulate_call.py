@@ -15,8 +15,11 @@ that stand-in for the duration of the call:
 
 (the command starts a stand-in whenever OPENAI_REALTIME_URL is a loopback ws:// URL where
 nothing listens yet). The caller can only see what Twilio sees: the audio and marks it gets
-back, the clears, and the latency from the end of its speech to the first agent audio. The
-transcript and analytics are on the call's admin page, printed at the end.
+back, the clears, and the latency from the end of its speech to the first agent audio. When the
+server writes to the same database as this command (the default in development), the command
+then waits for the call to be finalized and prints the server's record beside what the caller
+saw: the transcript (interrupted and inaudible lines marked), the latency the server measured,
+and the cost of the usage the model reported. The admin page has the rest.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import contextlib
 import logging
 import os
 import socket
+import statistics
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -33,12 +38,16 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
+from calls.models import Call
 from realtime.simulator.caller import CallReport, SimulatedTwilioCaller, WebhookRejected
 from realtime.simulator.script import Step, standard_call, timed_call
 from realtime.simulator.standin import DEFAULT_PORT, RealtimeStandIn
 
 DEFAULT_REALTIME_HOST = "api.openai.com"
+# The server finishes a call after the caller hangs up (last transcriptions, recording).
+RECORD_WAIT_S = 20.0
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -125,7 +134,11 @@ class Command(BaseCommand):
                 "in development with no auth token too, or it will answer 403."
             )
         caller = SimulatedTwilioCaller(
-            url, auth_token=token, public_base_url=options["public_base_url"] or url
+            url,
+            auth_token=token,
+            public_base_url=options["public_base_url"] or url,
+            # A server with TWILIO_ACCOUNT_SID set refuses other accounts' calls.
+            account_sid=settings.TWILIO_ACCOUNT_SID or None,
         )
         standin = self._standin(options["standin_port"])
         async with standin if standin is not None else contextlib.nullcontext():
@@ -185,9 +198,57 @@ class Command(BaseCommand):
         out(f"  clears (barge-in): {clears}")
         latencies = ", ".join(f"{ms:.0f} ms" for ms in report.latencies_ms) or "no reply heard"
         out(f"  latency, end of caller speech -> first agent audio: {latencies}")
+        if report.latencies_ms:
+            avg, worst = statistics.fmean(report.latencies_ms), max(report.latencies_ms)
+            out(f"  latency as the caller measured it: avg {avg:.0f} ms, max {worst:.0f} ms")
         if report.script_error:
             out(self.style.WARNING(f"  script: {report.script_error}"))
         for problem in report.protocol_errors[:10]:
             out(self.style.WARNING(f"  protocol problem: {problem}"))
         if report.call_id:
+            self._summarise_record(report.call_id)
             out(f"  transcript and analytics: {url}/admin/calls/call/{report.call_id}/change/")
+
+    def _summarise_record(self, call_id: str) -> None:
+        """The server's record of the call, once finalized (if it is in this database)."""
+        out = self.stdout.write
+        call = _finished_call(call_id, RECORD_WAIT_S)
+        if call is None:
+            out(
+                "  (the server's record is not in this command's database, or not finished "
+                "yet: see the admin page)"
+            )
+            return
+        out(f"  server's record ({call.status}, {call.end_reason}):")
+        for line in call.transcripts.order_by("start_ms", "sequence"):
+            marks = " [interrupted]" if line.interrupted else ""
+            marks += " [inaudible]" if line.inaudible else ""
+            out(f"    {line.start_ms / 1000:6.2f} s  {line.speaker:<6} {line.text}{marks}")
+        a = call.analytics
+        if a.latency_ms_avg is not None:
+            out(
+                f"  latency as the server measured it: avg {a.latency_ms_avg:.0f} ms, "
+                f"max {a.latency_ms_max:.0f} ms (end of caller speech -> agent audio playing)"
+            )
+        out(
+            f"  usage: audio in {a.input_audio_tokens} (cached {a.cached_audio_tokens}), "
+            f"text in {a.input_text_tokens} (cached {a.cached_text_tokens}), "
+            f"audio out {a.output_audio_tokens}, text out {a.output_text_tokens} tokens"
+        )
+        out(f"  cost at list price: ${a.estimated_cost_usd:.6f}")
+
+
+def _finished_call(call_id: str, wait_s: float) -> Call | None:
+    """The call with its transcript and analytics once the server has finalized it."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            call = Call.objects.select_related("analytics").filter(pk=call_id).first()
+        except DatabaseError:
+            return None  # no such table here: the server writes to another database
+        if call is None:
+            return None
+        if call.ended_at is not None and call.end_reason:
+            return call
+        time.sleep(0.25)
+    return None

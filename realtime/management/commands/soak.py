@@ -110,6 +110,8 @@ class Command(BaseCommand):
                 "DATABASE_URL": database_url,
                 "RECORDING_STORAGE_PATH": str(workdir / "recordings"),
                 "TWILIO_AUTH_TOKEN": token,
+                # Its simulated callers are of no particular account: accept them all.
+                "TWILIO_ACCOUNT_SID": "",
                 "PUBLIC_BASE_URL": PUBLIC,
                 "OPENAI_REALTIME_URL": standin.url,
                 "OPENAI_API_KEY": "sk-soak-" + secrets.token_hex(12),
