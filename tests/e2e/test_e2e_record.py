@@ -348,3 +348,22 @@ def test_a_call_is_bridged_once_however_often_its_stream_token_is_replayed(
         return replay.close_code
 
     assert live_bridge.run(scenario) == 1008
+
+
+def test_a_stream_of_another_twilio_account_is_refused(live_bridge) -> None:
+    """With TWILIO_ACCOUNT_SID set, the stream's `start.accountSid` must name it too (the
+    webhook's AccountSid is checked the same way: tests/telephony/test_webhooks.py)."""
+    ours = "AC" + "0123456789abcdef" * 2
+    live_bridge.settings.TWILIO_ACCOUNT_SID = ours
+
+    async def scenario(standin: RealtimeStandIn, caller: SimulatedTwilioCaller) -> int | None:
+        caller.webhook_params["AccountSid"] = ours  # the webhook is ours and is answered...
+        await caller.place_call()
+        caller.account_sid = "AC" + "f" * 32  # ...but the stream claims another account
+        await caller.connect_stream()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(caller._closed.wait(), 5.0)
+        assert standin.connection_count == 0
+        return caller.close_code
+
+    assert live_bridge.run(scenario) == 1008
