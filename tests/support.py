@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
+
 T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -210,3 +212,16 @@ def asgi_server_in_thread(
         thread.join(timeout=15)
         database["CONN_MAX_AGE"] = saved_max_age
         writer_connections_close()  # the call writer's thread outlives the server
+
+
+def unknown_keys(value: Any, path: str = "") -> list[str]:
+    """Paths of keys an SDK model accepted only as extras (i.e. that its schema lacks): the
+    openai SDK's models allow unknown keys, so validation alone would not catch a misspelling."""
+    if isinstance(value, BaseModel):
+        found = [f"{path}.{key}" for key in value.model_extra or {}]
+        for name in type(value).model_fields:
+            found += unknown_keys(getattr(value, name), f"{path}.{name}")
+        return found
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in unknown_keys(item, f"{path}[{i}]")]
+    return []

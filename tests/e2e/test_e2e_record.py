@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 from e2e_support import call_rows, finished_call
 
-from realtime.bridge import ACTIVE_BRIDGES, estimated_cost_usd
+from realtime.bridge import ACTIVE_BRIDGES, USAGE_KEYS, estimated_cost_usd
 from realtime.simulator.caller import SILENT_FRAME, SimulatedTwilioCaller
 from realtime.simulator.script import AwaitAgentPlayed, Silence, Speak, standard_call
 from realtime.simulator.standin import RealtimeStandIn, Reply
@@ -28,17 +28,7 @@ pytestmark = pytest.mark.slow
 
 def _stand_in_usage(standin: RealtimeStandIn) -> dict[str, int]:
     """The usage the service reported over the call, summed per kind as the bridge bills it."""
-    totals = dict.fromkeys(
-        (
-            "input_audio_tokens",
-            "output_audio_tokens",
-            "input_text_tokens",
-            "output_text_tokens",
-            "cached_audio_tokens",
-            "cached_text_tokens",
-        ),
-        0,
-    )
+    totals = dict.fromkeys(USAGE_KEYS, 0)
     for connection in standin.connections:
         for done in connection.sent_of("response.done"):
             usage = done["response"]["usage"] or {}

@@ -18,7 +18,8 @@ import pytest
 from openai.types.beta import realtime as beta
 from openai.types.realtime import RealtimeClientEvent, RealtimeServerEvent
 from openai.types.realtime.realtime_session_create_request import RealtimeSessionCreateRequest
-from pydantic import BaseModel, TypeAdapter
+from pydantic import TypeAdapter
+from support import unknown_keys
 
 from realtime import protocol
 from realtime.model import (
@@ -54,18 +55,6 @@ def settings(**overrides: Any) -> RealtimeSettings:
     }
     fields.update(overrides)
     return RealtimeSettings(**fields)
-
-
-def unknown_keys(value: Any, path: str = "") -> list[str]:
-    """Paths of keys the SDK models accepted only as extras (i.e. that the schema lacks)."""
-    if isinstance(value, BaseModel):
-        found = [f"{path}.{key}" for key in value.model_extra or {}]
-        for name in type(value).model_fields:
-            found += unknown_keys(getattr(value, name), f"{path}.{name}")
-        return found
-    if isinstance(value, list):
-        return [p for i, item in enumerate(value) for p in unknown_keys(item, f"{path}[{i}]")]
-    return []
 
 
 def assert_sdk_valid(adapter: TypeAdapter, event: dict[str, Any]) -> Any:

@@ -140,9 +140,20 @@ async def test_live_drop_reaches_every_open_connection(realtime_connect, standin
     assert all(c.dropped for c in standin.connections)
 
 
-async def test_the_standin_runs_standalone():
+TIMING_OPTIONS = [
+    "--seed", "7",
+    "--transcription-delay", "0.1", "0.2",
+    "--transcription-failure-rate", "0",
+    "--response-delay", "0", "0",
+    "--first-audio-delay", "0.1", "0.1",
+    "--even-chunks",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("options", [[], TIMING_OPTIONS], ids=["defaults", "timing-options"])
+async def test_the_standin_runs_standalone(options: list[str]):
     # Port 0: any free port; the banner says which. SIGTERM (what `make run` sends) stops it.
-    command = [sys.executable, "-m", "realtime.simulator.standin", "--port", "0"]
+    command = [sys.executable, "-m", "realtime.simulator.standin", "--port", "0", *options]
     async with asyncio.timeout(20):
         process = await asyncio.create_subprocess_exec(
             *command,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,9 +18,9 @@ import numpy as np
 import pytest
 from openai.types.beta import realtime as beta
 from openai.types.realtime import RealtimeServerEvent
-from pydantic import BaseModel, TypeAdapter
+from pydantic import TypeAdapter
 from simulator.helpers import RealtimeClient, caller_turn
-from support import REPO_ROOT
+from support import unknown_keys
 from websockets.asyncio.client import connect
 
 from audio.convert import pcm16_to_bytes
@@ -50,18 +49,6 @@ async def standin() -> AsyncIterator[RealtimeStandIn]:
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def unknown_keys(value: Any, path: str = "") -> list[str]:
-    """Paths of keys the SDK models accepted only as extras (i.e. that the schema lacks)."""
-    if isinstance(value, BaseModel):
-        found = [f"{path}.{key}" for key in value.model_extra or {}]
-        for name in type(value).model_fields:
-            found += unknown_keys(getattr(value, name), f"{path}.{name}")
-        return found
-    if isinstance(value, list):
-        return [p for i, item in enumerate(value) for p in unknown_keys(item, f"{path}[{i}]")]
-    return []
 
 
 def assert_all_sdk_valid(connection: StandInConnection) -> None:
@@ -502,41 +489,3 @@ async def test_echo_mode_answers_each_frame_at_once():
         elapsed = time.monotonic() - began
     assert elapsed < 1.0  # no model delays in echo mode
     assert not [e for e in client.events if TRANSCRIPTION in e["type"]]
-
-
-async def test_the_command_line_takes_the_timing_options():
-    command = [
-        sys.executable,
-        "-m",
-        "realtime.simulator.standin",
-        "--port",
-        "0",
-        "--seed",
-        "7",
-        "--transcription-delay",
-        "0.1",
-        "0.2",
-        "--transcription-failure-rate",
-        "0",
-        "--response-delay",
-        "0",
-        "0",
-        "--first-audio-delay",
-        "0.1",
-        "0.1",
-        "--even-chunks",
-    ]
-    async with asyncio.timeout(20):
-        process = await asyncio.create_subprocess_exec(
-            *command,
-            cwd=REPO_ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        try:
-            assert process.stdout is not None
-            line = (await process.stdout.readline()).decode()
-            assert "realtime stand-in listening on ws://127.0.0.1:" in line, line
-        finally:
-            process.terminate()
-        assert await process.wait() == 0
