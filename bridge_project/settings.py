@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "agents",
     "calls",
     "telephony",
     "realtime",
@@ -245,6 +246,10 @@ REALTIME_VAD_SILENCE_DURATION_MS = _env.int("REALTIME_VAD_SILENCE_DURATION_MS", 
 REALTIME_TRANSCRIPTION_MODEL = _env.str(
     "REALTIME_TRANSCRIPTION_MODEL", default="gpt-4o-mini-transcribe"
 )
+# The longest instructions an agent may have (characters). The whole prompt is sent on every
+# session (and again on each reconnect), so a bound keeps a pasted document from costing every
+# call its latency and tokens.
+AGENT_INSTRUCTIONS_MAX_CHARS = _env.int("AGENT_INSTRUCTIONS_MAX_CHARS", default=16000)
 REALTIME_MAX_RECONNECTS = _env.int("REALTIME_MAX_RECONNECTS", default=5)
 # One connection attempt to the model (socket, session.update, session.updated) may take this
 # long. The caller's frames are read and kept meanwhile (up to 30 s), then sent to the model.
@@ -259,6 +264,11 @@ REALTIME_PING_TIMEOUT_S = _env.float("REALTIME_PING_TIMEOUT_S", default=10.0)
 # When the caller hangs up, how long the bridge waits for their last turn's transcription and
 # the agent's last line before it finishes the call (0: finish at once).
 CALL_END_SETTLE_S = _env.float("CALL_END_SETTLE_S", default=2.0)
+# What the agent says when a call reaches its max_call_minutes, before it hangs up.
+CALL_TIME_LIMIT_GOODBYE = _env.str(
+    "CALL_TIME_LIMIT_GOODBYE",
+    default="We have reached the time limit for this call. Thank you for calling, goodbye.",
+)
 # How long a finished call keeps retrying its final writes through a database outage.
 CALL_FINALIZE_GIVE_UP_S = _env.float("CALL_FINALIZE_GIVE_UP_S", default=900.0)
 # On SIGTERM, how long calls in flight get to finalize (recording stored, rows written).

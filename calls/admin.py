@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from agents import selectors as agent_selectors
 from calls import admin_views, selectors, services
 from calls.models import (
     ACTIVE_STATUSES,
@@ -82,17 +83,21 @@ class SentimentFilter(admin.SimpleListFilter):
 
 
 class AgentFilter(admin.SimpleListFilter):
-    """The numbers that were called, read from the calls (one query, capped)."""
+    """The agents, by name (one query, capped), and the calls no agent answered."""
 
     title = "agent"
     parameter_name = "agent"
+    NONE = "-"  # not a slug (slugs have no lone dash)
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [(number, number) for number in selectors.call_agents()]
+        return [*agent_selectors.agent_choices(), (self.NONE, "No agent")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Call]) -> QuerySet[Call]:
-        # Any number works, listed or not: a link to ?agent=+1... must not be ignored silently.
-        return queryset.filter(agent=self.value()) if self.value() else queryset
+        value = self.value()
+        if value == self.NONE:
+            return queryset.filter(agent__isnull=True)
+        # Any slug works, listed or not: a link to ?agent=sales must not be ignored silently.
+        return queryset.filter(agent__slug=value) if value else queryset
 
 
 class BargeInFilter(admin.SimpleListFilter):
@@ -209,6 +214,7 @@ CSV_COLUMNS = (
     "ended_at",
     "caller",
     "agent",
+    "agent_version",
     "direction",
     "status",
     "duration_s",
@@ -256,7 +262,8 @@ def _csv_row(call: Call) -> list[Any]:
         _iso(call.started_at),
         _iso(call.ended_at),
         call.caller,
-        call.agent,
+        call.agent.name if call.agent is not None else "",
+        call.agent_version,
         call.direction,
         call.status,
         call.duration_s,
@@ -299,7 +306,7 @@ RECORDED_FIELDS = (
     "stream_sid",
     "account_sid",
     "caller",
-    "agent",
+    "agent_version",
     "direction",
     "status",
     "status_sequence",
@@ -319,7 +326,7 @@ class CallAdmin(admin.ModelAdmin):
     list_display = (
         "started",
         "caller_column",
-        "agent",
+        "agent_column",
         "status_column",
         "duration_column",
         "sentiment_column",
@@ -328,13 +335,16 @@ class CallAdmin(admin.ModelAdmin):
         "has_recording",
     )
     list_display_links = ("started", "caller_column")
-    # The list rows read analytics and metadata: joined, so a page is a fixed number of queries.
-    list_select_related = ("analytics", "metadata")
+    # The list rows read analytics, metadata and the agent: joined, so a page is a fixed number
+    # of queries.
+    list_select_related = ("analytics", "metadata", "agent")
     list_filter = (StatusFilter, SentimentFilter, AgentFilter, BargeInFilter, LatencyFilter)
     date_hierarchy = "started_at"
     # Searching is selectors.call_search (see get_search_results); these name what it covers.
-    search_fields = ("caller", "agent", "call_sid", "notes", "transcripts__text")
-    search_help_text = "Words matched in the caller, agent, call SID, notes and transcript."
+    search_fields = ("caller", "agent__name", "call_sid", "notes", "transcripts__text")
+    search_help_text = (
+        "Words matched in the caller, the agent (name or slug), call SID, notes and transcript."
+    )
     list_per_page = 50
     actions = ("export_csv",)
     readonly_fields = (*RECORDED_FIELDS, "note_history")
@@ -401,6 +411,10 @@ class CallAdmin(admin.ModelAdmin):
         return format_html(
             '{}<br><span class="bo-quiet">{}</span>', call.caller or "unknown", detail
         )
+
+    @admin.display(description="Agent", ordering="agent__name")
+    def agent_column(self, call: Call) -> SafeString:
+        return admin_views.agent_link(call)
 
     @admin.display(description="Status", ordering="status")
     def status_column(self, call: Call) -> SafeString:
@@ -496,7 +510,8 @@ class CallAdmin(admin.ModelAdmin):
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Call]) -> HttpResponse:
         # Built whole rather than streamed: under ASGI Django would read a synchronous stream
         # into memory anyway, and a selection is at most the calls the list can select.
-        calls = queryset.select_related("analytics", "metadata").order_by("-started_at", "-pk")
+        calls = queryset.select_related("analytics", "metadata", "agent")
+        calls = calls.order_by("-started_at", "-pk")
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         csv_write(calls, response)
         stamp = timezone.localtime().strftime("%Y%m%d-%H%M%S")

@@ -45,6 +45,21 @@ def related_or_none(call: Call, name: str) -> Any:
         return None
 
 
+def dialled_number(call: Call) -> str:
+    """The number a call without an agent was made to, as its metadata keeps it."""
+    metadata = related_or_none(call, "metadata")
+    custom = metadata.custom if metadata is not None else {}
+    return str(custom.get("dialled_number", "")) if isinstance(custom, dict) else ""
+
+
+def agent_link(call: Call) -> SafeString:
+    """The answering agent's name, linked to its admin page; a quiet "no agent" otherwise."""
+    if call.agent is None:
+        return format_html('<span class="bo-quiet">{}</span>', "no agent")
+    url = reverse("admin:agents_agent_change", args=[call.agent.pk])
+    return format_html('<a href="{}">{}</a>', url, call.agent.name)
+
+
 def duration_text(seconds: float | None) -> str:
     return "-" if seconds is None else charts.clock(seconds * 1000)
 
@@ -109,6 +124,9 @@ class CallSheet:
     analytics_rows: list[tuple[str, Any]]
     metadata_rows: list[tuple[str, str]]
     custom_json: str
+    agent_link: SafeString
+    dialled_number: str
+    snapshot_json: str
     notes: list[CallNote]
     caller_calls_url: str
     status_badge: SafeString
@@ -214,6 +232,13 @@ def call_sheet(call: Call) -> CallSheet:
         analytics_rows=_analytics_rows(analytics),
         metadata_rows=_metadata_rows(metadata),
         custom_json=json.dumps(custom, indent=2, sort_keys=True, default=str) if custom else "",
+        agent_link=agent_link(call),
+        dialled_number=dialled_number(call) if call.agent is None else "",
+        snapshot_json=(
+            json.dumps(call.agent_snapshot, indent=2, sort_keys=True, default=str)
+            if call.agent_snapshot
+            else ""
+        ),
         notes=list(call.note_entries.all()),
         caller_calls_url=(
             f"{reverse(CHANGELIST)}?{urlencode({'q': call.caller})}" if call.caller else ""

@@ -44,7 +44,16 @@ class Call(models.Model):
     stream_sid = models.CharField(max_length=64, blank=True, default="")
     account_sid = models.CharField(max_length=64, blank=True, default="")
     caller = models.CharField(max_length=64, blank=True, default="")
-    agent = models.CharField(max_length=64, blank=True, default="")
+    # Who answered, and what the model was told: the configuration as it was when the call
+    # came in (realtime.configuration.agent_snapshot: {"version", "agent", "session"}), so
+    # editing the agent later never rewrites what this call was told. PROTECT: an agent that
+    # answered calls is deactivated, not deleted. A call without an agent (none configured,
+    # or from before agents existed) keeps the number dialled in metadata.custom.
+    agent = models.ForeignKey(
+        "agents.Agent", on_delete=models.PROTECT, null=True, blank=True, related_name="calls"
+    )
+    agent_version = models.PositiveIntegerField(null=True, blank=True)
+    agent_snapshot = models.JSONField(default=dict, blank=True)
     direction = models.CharField(
         max_length=16, choices=CallDirection.choices, default=CallDirection.INBOUND
     )
@@ -83,7 +92,8 @@ class Call(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.caller or 'unknown'} -> {self.agent or 'unknown'} ({self.call_sid})"
+        agent = self.agent.name if self.agent_id is not None else "unknown"
+        return f"{self.caller or 'unknown'} -> {agent} ({self.call_sid})"
 
 
 # One note appended through the API; long enough for a paragraph, short enough to stay a note.

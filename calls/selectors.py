@@ -52,14 +52,14 @@ def active_call_count() -> int:
 
 def call_list() -> QuerySet[Call]:
     """Calls for a list page: everything a row shows comes from this one query (no N+1)."""
-    return Call.objects.select_related("analytics").annotate(
+    return Call.objects.select_related("analytics", "agent").annotate(
         has_recording=Exists(Recording.objects.filter(call=OuterRef("pk")))
     )
 
 
 def call_detail_list() -> QuerySet[Call]:
     """Calls with everything the detail view shows, fetched in a fixed number of queries."""
-    return Call.objects.select_related("analytics", "metadata").prefetch_related(
+    return Call.objects.select_related("analytics", "metadata", "agent").prefetch_related(
         # Spoken order, not write order (see Transcript.Meta).
         Prefetch("transcripts", queryset=Transcript.objects.order_by("start_ms", "sequence")),
         Prefetch("recordings", queryset=Recording.objects.order_by("created_at")),
@@ -68,7 +68,8 @@ def call_detail_list() -> QuerySet[Call]:
 
 
 def call_search(*, queryset: QuerySet[Call], text: str) -> QuerySet[Call]:
-    """Calls matching every word of `text` in caller, agent, call SID, notes or transcript.
+    """Calls matching every word of `text` in caller, agent (name or slug), call SID, notes
+    or transcript.
 
     Transcript lines are matched with EXISTS rather than a join, so a call with many
     matching lines appears once and the page count needs no DISTINCT.
@@ -77,7 +78,8 @@ def call_search(*, queryset: QuerySet[Call], text: str) -> QuerySet[Call]:
         in_transcript = Exists(Transcript.objects.filter(call=OuterRef("pk"), text__icontains=word))
         queryset = queryset.filter(
             Q(caller__icontains=word)
-            | Q(agent__icontains=word)
+            | Q(agent__name__icontains=word)
+            | Q(agent__slug__icontains=word)
             | Q(call_sid__icontains=word)
             | Q(notes__icontains=word)
             | in_transcript
@@ -296,16 +298,6 @@ def call_analytics(
 
 # --- the back-office (admin) ----------------------------------------------------------------
 
-# The agent filter lists numbers, not calls: the numbers we own are few, and a cap keeps a
-# misconfigured webhook that fills `agent` with noise from making the sidebar endless.
-AGENT_CHOICES_MAX = 100
-
-
-def call_agents(*, limit: int = AGENT_CHOICES_MAX) -> list[str]:
-    """The distinct numbers calls were made to, sorted (one query, served by call_agent_idx)."""
-    numbers = Call.objects.exclude(agent="").order_by("agent").values_list("agent", flat=True)
-    return list(numbers.distinct()[:limit])
-
 
 def active_calls() -> QuerySet[Call]:
     """Calls not finished yet, oldest first, each with its line count and latest line.
@@ -317,7 +309,7 @@ def active_calls() -> QuerySet[Call]:
     count = lines.order_by().values("call").annotate(n=Count("pk")).values("n")
     return (
         Call.objects.filter(status__in=ACTIVE_STATUSES)
-        .select_related("analytics", "metadata")
+        .select_related("analytics", "metadata", "agent")
         .annotate(
             transcript_lines=Coalesce(Subquery(count), Value(0)),
             last_speaker=Subquery(latest.values("speaker")[:1]),
@@ -330,4 +322,10 @@ def active_calls() -> QuerySet[Call]:
 def calls_recently_ended(*, limit: int = 10) -> QuerySet[Call]:
     """The last calls to finish, newest first: the live page's "just ended" list on load."""
     finished = Call.objects.filter(status__in=TERMINAL_STATUSES, ended_at__isnull=False)
-    return finished.select_related("analytics").order_by("-ended_at", "-pk")[:limit]
+    return finished.select_related("analytics", "agent").order_by("-ended_at", "-pk")[:limit]
+
+
+def call_end_reason(*, call_sid: str) -> str:
+    """Why the call ended, as recorded so far ("" while it goes on, or for an unknown call)."""
+    reason = Call.objects.filter(call_sid=call_sid).values_list("end_reason", flat=True).first()
+    return reason or ""

@@ -38,6 +38,8 @@ from calls.models import (
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
+    from agents.models import Agent
+
 # Twilio's webhook fields that map onto CallMetadata columns.
 _METADATA_FIELDS = {
     "FromCountry": "country",
@@ -136,8 +138,20 @@ def _present(value: str | None) -> str:
     return (value or "").strip()
 
 
-def call_create(*, params: Mapping[str, str], started_at: dt.datetime | None = None) -> Call:
-    """Create (or, on a retried webhook, return) the Call for Twilio's incoming-call webhook."""
+def call_create(
+    *,
+    params: Mapping[str, str],
+    agent: Agent | None = None,
+    agent_snapshot: Mapping[str, Any] | None = None,
+    started_at: dt.datetime | None = None,
+) -> Call:
+    """Create (or, on a retried webhook, return) the Call for Twilio's incoming-call webhook.
+
+    `agent` answers the call and `agent_snapshot` is what the model is told
+    (realtime.configuration.agent_snapshot: {"version", "agent", "session"}); both are kept as
+    they were at the first webhook: a retry returns the call unchanged, even if the agent was
+    edited in between. Without an agent, the dialled number is kept in metadata.
+    """
     call_sid = _present(params.get("CallSid"))
     status = _present(params.get("CallStatus")) or CallStatus.RINGING
     if status not in CallStatus.values:
@@ -147,13 +161,17 @@ def call_create(*, params: Mapping[str, str], started_at: dt.datetime | None = N
         direction = "outbound-dial"
     elif direction.startswith("outbound"):
         direction = "outbound-api"
+    snapshot = dict(agent_snapshot or {})
+    dialled = _present(params.get("To")) or _present(params.get("Called"))
     with transaction.atomic():
         call, created = Call.objects.get_or_create(
             call_sid=call_sid,
             defaults={
                 "account_sid": _present(params.get("AccountSid")),
                 "caller": _present(params.get("From")) or _present(params.get("Caller")),
-                "agent": _present(params.get("To")) or _present(params.get("Called")),
+                "agent": agent,
+                "agent_version": snapshot.get("version"),
+                "agent_snapshot": snapshot,
                 "direction": direction,
                 "status": status,
                 "started_at": started_at or timezone.now(),
@@ -165,7 +183,10 @@ def call_create(*, params: Mapping[str, str], started_at: dt.datetime | None = N
                 for name, column in _METADATA_FIELDS.items()
                 if _present(params.get(name))
             }
-            CallMetadata.objects.create(call=call, custom={"webhook": dict(params)}, **metadata)
+            custom: dict[str, Any] = {"webhook": dict(params)}
+            if agent is None and dialled:
+                custom["dialled_number"] = dialled  # as calls from before agents keep it
+            CallMetadata.objects.create(call=call, custom=custom, **metadata)
             Analytics.objects.create(call=call)
     return call
 
@@ -223,16 +244,21 @@ def call_stream_started(
         metadata.save(update_fields=["custom"])
 
 
-def call_stream_claim(*, call_id: str, stream_sid: str) -> bool:
-    """Bind a call to its media stream, once: True for the first stream of a call still going
-    on; False when the call already had one, is over, or does not exist (a stream token
-    replayed within its lifetime must not open a second bridge)."""
-    claimed = (
-        Call.objects.filter(pk=call_id, stream_sid="", ended_at__isnull=True)
-        .exclude(status__in=TERMINAL_STATUSES)
-        .update(stream_sid=stream_sid, updated_at=timezone.now())
-    )
-    return claimed == 1
+def call_stream_claim(*, call_id: str, stream_sid: str) -> dict[str, Any] | None:
+    """Bind a call to its media stream, once. Claimed: the call's agent snapshot, which the
+    bridge configures the model session from (`{}` for a call without one). Refused: None,
+    when the call already had a stream, is over, or does not exist (a stream token replayed
+    within its lifetime must not open a second bridge)."""
+    with transaction.atomic():
+        claimed = (
+            Call.objects.filter(pk=call_id, stream_sid="", ended_at__isnull=True)
+            .exclude(status__in=TERMINAL_STATUSES)
+            .update(stream_sid=stream_sid, updated_at=timezone.now())
+        )
+        if claimed != 1:
+            return None
+        snapshot = Call.objects.filter(pk=call_id).values_list("agent_snapshot", flat=True).get()
+    return dict(snapshot or {})
 
 
 def transcripts_add(*, call_id: str, lines: Iterable[TranscriptLine]) -> int:
@@ -432,3 +458,9 @@ def call_note_add(*, call_id: str, author: AbstractBaseUser | None, text: str) -
         call.notes = f"{call.notes.rstrip()}\n\n{paragraph}" if call.notes.strip() else paragraph
         call.save(update_fields=["notes", "updated_at"])
     return call
+
+
+def call_end_reason_set(*, call_id: str, reason: str) -> None:
+    """Record why a call ends before it is finalized (a first reason is never replaced)."""
+    reason = text_clean(reason)[: Call._meta.get_field("end_reason").max_length]
+    Call.objects.filter(pk=call_id, end_reason="").update(end_reason=reason)

@@ -10,6 +10,7 @@ import pytest
 if TYPE_CHECKING:
     from e2e_support import LiveBridge
 
+    from agents.models import Agent
     from calls.models import Call
 
 # Django is imported inside the fixtures so the audio tests can run without it
@@ -30,11 +31,31 @@ def make_call(db):
         defaults: dict[str, object] = {
             "call_sid": f"CA{counter['n']:032x}",
             "caller": "+15005550006",
-            "agent": "+15005550001",
             "started_at": timezone.now(),
         }
         defaults.update(fields)
         return Call.objects.create(**defaults)
+
+    return factory
+
+
+@pytest.fixture
+def make_agent(db):
+    """Factory for agents (through agents.services, so the one-default rule holds), with a
+    unique slug and valid settings; keyword arguments override, `phone_numbers` included."""
+    from agents import services
+
+    counter = {"n": 0}
+
+    def factory(*, phone_numbers: tuple[str, ...] = (), **fields: object) -> Agent:
+        counter["n"] += 1
+        values: dict[str, object] = {
+            "name": f"Agent {counter['n']}",
+            "slug": f"agent-{counter['n']}",
+            "instructions": f"You are test agent number {counter['n']}.",
+        }
+        values.update(fields)
+        return services.agent_create(fields=values, phone_numbers=phone_numbers)
 
     return factory
 

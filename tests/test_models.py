@@ -115,6 +115,26 @@ def test_deleting_a_call_removes_everything_it_owns(make_call) -> None:
     assert Recording.objects.count() == 0
 
 
+def test_a_call_keeps_its_agent_version_and_snapshot(make_call, make_agent) -> None:
+    agent = make_agent(name="Sales")
+    call = make_call(agent=agent, agent_version=2, agent_snapshot={"version": 2})
+    call.refresh_from_db()
+    assert (call.agent, call.agent_version, call.agent_snapshot) == (agent, 2, {"version": 2})
+    assert str(call).startswith("+15005550006 -> Sales (")
+    bare = make_call()
+    assert (bare.agent, bare.agent_version, bare.agent_snapshot) == (None, None, {})
+    assert " -> unknown (" in str(bare)
+
+
+def test_an_agent_that_answered_calls_cannot_be_deleted(make_call, make_agent) -> None:
+    from django.db.models import ProtectedError
+
+    agent = make_agent()
+    make_call(agent=agent)
+    with pytest.raises(ProtectedError):
+        agent.delete()
+
+
 def test_filtered_columns_are_indexed() -> None:
     indexed = {tuple(index.fields) for index in Call._meta.indexes}
     assert ("-started_at",) in indexed

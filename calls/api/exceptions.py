@@ -68,12 +68,25 @@ def _as_api_exception(exc: Exception) -> Exception:
     return exc
 
 
+class Conflict(exceptions.APIException):
+    """409: the request is well-formed but the resource's state refuses it (an agent that
+    answered calls cannot be deleted); `details` says what stands in the way."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the current state of the resource."
+    default_code = "conflict"
+
+    def __init__(self, detail: str, *, code: str, details: Any = None) -> None:
+        super().__init__(detail=detail, code=code)
+        self.details = details
+
+
 def _details(exc: exceptions.APIException) -> Any:
     if isinstance(exc, exceptions.ValidationError):
         return exc.detail
     if isinstance(exc, exceptions.Throttled):
         return {"retry_after_s": exc.wait}
-    return None
+    return getattr(exc, "details", None)
 
 
 def api_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | None:

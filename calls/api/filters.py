@@ -15,6 +15,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter
 from rest_framework.request import Request
 
+from agents.models import Agent
 from calls import selectors
 from calls.models import Call, CallStatus, Sentiment
 
@@ -94,7 +95,12 @@ class CallFilterForm(forms.Form):
 class CallFilter(django_filters.FilterSet):
     # The parameter names are the API's (camelCase dates included), so are the attributes.
     caller = PhoneNumberFilter(help_text="The caller's number, exactly (E.164, +14155550123).")
-    agent = PhoneNumberFilter(help_text="The number called, exactly (E.164).")
+    agent = django_filters.ModelChoiceFilter(
+        field_name="agent",
+        to_field_name="slug",
+        queryset=Agent.objects.all(),
+        help_text="The answering agent's slug (see /api/agents); an unknown slug is a 400.",
+    )
     status = django_filters.ChoiceFilter(choices=CallStatus.choices, help_text="Twilio status.")
     sentiment = django_filters.ChoiceFilter(
         field_name="analytics__sentiment_label",
@@ -110,8 +116,8 @@ class CallFilter(django_filters.FilterSet):
     search = django_filters.CharFilter(
         method="filter_search",
         max_length=SEARCH_MAX_CHARS,
-        help_text="Words that must all appear in the caller, agent, call SID, notes or "
-        "transcript (case-insensitive).",
+        help_text="Words that must all appear in the caller, the agent's name or slug, call "
+        "SID, notes or transcript (case-insensitive).",
     )
 
     class Meta:
@@ -127,7 +133,7 @@ class StrictOrderingFilter(OrderingFilter):
     """`ordering` that rejects unknown fields and never leaves ties to the database."""
 
     ordering_description = (
-        "Sort by started_at, ended_at, duration_s, caller, agent or status ('-' for "
+        "Sort by started_at, ended_at, duration_s, caller, agent (its name) or status ('-' for "
         "descending, commas for several). Default: -started_at."
     )
 
@@ -149,5 +155,13 @@ class StrictOrderingFilter(OrderingFilter):
 
     def get_ordering(self, request: Request, queryset: QuerySet, view: Any) -> list[str]:
         ordering = list(super().get_ordering(request, queryset, view) or [])
+        # A public name for a path (agent -> agent__name): clients sort by what they see.
+        aliases: dict[str, str] = getattr(view, "ordering_aliases", {})
+        ordering = [_alias(term, aliases) for term in ordering]
         # Calls starting in the same instant would otherwise swap places between pages.
         return [*ordering, "-pk"]
+
+
+def _alias(term: str, aliases: dict[str, str]) -> str:
+    sign = "-" if term.startswith("-") else ""
+    return sign + aliases.get(term.lstrip("-"), term.lstrip("-"))

@@ -4,24 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 
 from calls.api.serializers import ErrorSerializer
 
 _ERROR_MEANINGS = {
     400: "Invalid parameters or body; `details` names each field.",
     401: "No or bad credentials (Authorization: Token <key>, or a session).",
-    403: "Authenticated, without the model permission (calls.view_call / calls.change_call).",
-    404: "No such call, recording or endpoint.",
+    403: "Authenticated, without the model permission (calls.view_call / calls.change_call; "
+    "agents.view_agent / agents.change_agent).",
+    404: "No such call, recording, agent or endpoint.",
     405: "Method not allowed.",
+    409: "Refused by the resource's state: an agent that answered calls cannot be deleted "
+    "(deactivate it instead), nor can the default agent.",
     416: "The range starts past the end of the file; Content-Range: bytes */<size>.",
     429: "Too many requests; Retry-After says when to try again.",
 }
 
 
-def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
+def error_responses(
+    *statuses: int, examples: dict[int, list[OpenApiExample]] | None = None
+) -> dict[int, OpenApiResponse]:
     return {
-        code: OpenApiResponse(ErrorSerializer, description=_ERROR_MEANINGS[code])
+        code: OpenApiResponse(
+            ErrorSerializer,
+            description=_ERROR_MEANINGS[code],
+            examples=(examples or {}).get(code, []),
+        )
         for code in statuses
     }
 

@@ -43,6 +43,13 @@ class ErrorSerializer(serializers.Serializer):
 # --- calls ----------------------------------------------------------------------------------
 
 
+class CallAgentSerializer(serializers.Serializer):
+    """The agent that answered a call, by the names clients filter and show it by."""
+
+    slug = serializers.SlugField(read_only=True, help_text="As in /api/agents/{slug}.")
+    name = serializers.CharField(read_only=True)
+
+
 class AnalyticsSummarySerializer(serializers.ModelSerializer):
     class Meta:
         model = Analytics
@@ -148,8 +155,18 @@ CALL_FIELDS = (
 )
 
 
+def _agent_field() -> CallAgentSerializer:
+    return CallAgentSerializer(
+        read_only=True,
+        allow_null=True,
+        help_text="Who answered; null for a call no agent answered (then "
+        "metadata.custom.dialled_number has the number dialled).",
+    )
+
+
 class CallListSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api:call-detail")
+    agent = _agent_field()
     has_recording = serializers.BooleanField(read_only=True)
     analytics = AnalyticsSummarySerializer(read_only=True, allow_null=True)
 
@@ -160,6 +177,17 @@ class CallListSerializer(serializers.ModelSerializer):
 
 class CallDetailSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api:call-detail")
+    agent = _agent_field()
+    agent_version = serializers.IntegerField(
+        read_only=True,
+        allow_null=True,
+        help_text="The agent's version when the call came in (null: no agent).",
+    )
+    agent_snapshot = serializers.JSONField(
+        read_only=True,
+        help_text='What the model was told, as it was when the call came in: {"version", '
+        '"agent": the configuration, "session": the session.update sent}; {} without an agent.',
+    )
     transcripts = TranscriptSerializer(many=True, read_only=True)
     recordings = RecordingSerializer(many=True, read_only=True)
     analytics = AnalyticsSerializer(read_only=True, allow_null=True)
@@ -170,6 +198,8 @@ class CallDetailSerializer(serializers.ModelSerializer):
         model = Call
         fields = (
             *CALL_FIELDS,
+            "agent_version",
+            "agent_snapshot",
             "transcripts",
             "recordings",
             "analytics",

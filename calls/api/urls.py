@@ -6,6 +6,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
+from agents.api.views import AgentViewSet
 from calls.api.exceptions import api_not_found
 from calls.api.status import status_feed
 from calls.api.views import AnalyticsView, CallViewSet, SchemaView
@@ -14,6 +15,7 @@ app_name = "api"
 
 router = SimpleRouter(trailing_slash=False)
 router.register("calls", CallViewSet, basename="call")
+router.register("agents", AgentViewSet, basename="agent")
 
 urlpatterns = [
     *router.urls,

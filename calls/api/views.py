@@ -53,6 +53,7 @@ class CallViewSet(viewsets.ReadOnlyModelViewSet):
     filter_backends = (DjangoFilterBackend, StrictOrderingFilter)
     filterset_class = CallFilter
     ordering_fields = ("started_at", "ended_at", "duration_s", "caller", "agent", "status")
+    ordering_aliases = {"agent": "agent__name"}  # sorting by agent sorts by its name
     ordering = ("-started_at",)
 
     def get_queryset(self) -> QuerySet[Call]:

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from calls import admin_charts as charts
 from calls import services
-from calls.models import Call, CallNote, Recording, Transcript
+from calls.models import Call, CallMetadata, CallNote, Recording, Transcript
 
 pytestmark = pytest.mark.django_db
 
@@ -28,16 +28,50 @@ def page(client, call: Call) -> str:
     return response.content.decode()
 
 
-def test_the_summary_header(client_as, viewer, make_full_call) -> None:
-    call = make_full_call(caller="+14155550123", agent="+18005550100", call_sid="CAsummary1")
+def test_the_summary_header(client_as, viewer, make_full_call, make_agent) -> None:
+    sales = make_agent(name="Sales line", slug="sales")
+    call = make_full_call(
+        caller="+14155550123", agent=sales, agent_version=3, call_sid="CAsummary1"
+    )
     body = page(client_as(viewer), call)
     start = body.index('<header class="bo-summary">')
     header = body[start : body.index("</header>", start)]
-    assert "+14155550123" in header and "+18005550100" in header
+    link = f'<a href="/admin/agents/agent/{sales.pk}/change/">Sales line</a>'
+    assert "+14155550123" in header and link in header
+    assert '<span class="bo-quiet">v3</span>' in header
     assert "Oakland, CA, US" in header and "CAsummary1" in header
     assert "bo-status--completed" in header and "bo-sentiment--positive" in header
     assert "<dd>0:12</dd>" in header and "640 ms" in header and "caller hung up" in header
     assert 'href="/admin/calls/call/?q=%2B14155550123"' in header
+
+
+def test_the_agent_panel_shows_the_snapshot_the_call_was_told(
+    client_as, viewer, make_full_call, make_agent
+) -> None:
+    sales = make_agent(name="Sales line", slug="sales")
+    snapshot = {
+        "version": 2,
+        "agent": {"instructions": "Sell <politely>.", "voice": "marin"},
+        "session": {"type": "realtime", "model": "gpt-realtime"},
+    }
+    call = make_full_call(agent=sales, agent_version=2, agent_snapshot=snapshot)
+    body = page(client_as(viewer), call)
+    start = body.index('id="bo-agent-snapshot"')
+    panel = body[start : body.index("</section>", start)]
+    assert f'href="/admin/agents/agent/{sales.pk}/change/"' in panel and "version 2" in panel
+    # Collapsed by default, read-only, escaped.
+    assert "<details><summary>What the model was told (snapshot of version 2)</summary>" in panel
+    assert "Sell &lt;politely&gt;." in panel and "&quot;voice&quot;: &quot;marin&quot;" in panel
+
+
+def test_a_call_no_agent_answered_shows_the_number_dialled(client_as, viewer, make_call) -> None:
+    call = make_call(caller="+14155550123")
+    CallMetadata.objects.create(call=call, custom={"dialled_number": "+18005550100"})
+    body = page(client_as(viewer), call)
+    start = body.index('<header class="bo-summary">')
+    header = body[start : body.index("</header>", start)]
+    assert "+18005550100" in header and '<span class="bo-quiet">no agent</span>' in header
+    assert "no agent answered this call to +18005550100" in body
 
 
 def test_the_player_streams_the_recording_from_the_range_capable_endpoint(
@@ -140,9 +174,14 @@ def test_a_call_in_progress_has_no_player_yet(client_as, viewer, make_call) -> N
     assert "Hi there" in body
 
 
-def test_the_page_is_a_fixed_number_of_queries(client_as, viewer, make_full_call) -> None:
+def test_the_page_is_a_fixed_number_of_queries(
+    client_as, viewer, make_full_call, make_agent
+) -> None:
     client = client_as(viewer)
-    short, long = make_full_call(), make_full_call()
+    # The agent, its link and its snapshot come with the call: no query of their own.
+    agent = make_agent()
+    short = make_full_call()
+    long = make_full_call(agent=agent, agent_version=1, agent_snapshot={"version": 1})
     for sequence in range(6, 60):
         Transcript.objects.create(
             call=long,

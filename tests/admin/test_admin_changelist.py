@@ -20,13 +20,17 @@ def listed(response) -> set:
     return {call.pk for call in response.context["cl"].result_list}
 
 
-def test_the_list_shows_what_a_support_lead_reads(client_as, viewer, make_full_call) -> None:
-    call = make_full_call(caller="+14155550123", agent="+18005550100")
+def test_the_list_shows_what_a_support_lead_reads(
+    client_as, viewer, make_full_call, make_agent
+) -> None:
+    sales = make_agent(name="Sales line", slug="sales")
+    call = make_full_call(caller="+14155550123", agent=sales)
     body = client_as(viewer).get(URL).content.decode()
     started = timezone.localtime(call.started_at).strftime("%Y-%m-%d %H:%M:%S")
     assert started in body
     assert "+14155550123" in body and "Oakland, CA, US" in body
-    assert "+18005550100" in body
+    # The agent by name, linked to its page.
+    assert f'<a href="/admin/agents/agent/{sales.pk}/change/">Sales line</a>' in body
     assert '<span class="bo-badge bo-status--completed">Completed</span>' in body
     assert ">0:12<" in body  # 12.4 s
     assert 'class="bo-badge bo-sentiment--positive" title="score +0.62">positive<' in body
@@ -76,13 +80,33 @@ def test_the_sentiment_filter_and_its_unknown_choice(
     assert listed(client.get(URL, {"sentiment": "unknown"})) == {unscored.pk, bare.pk}
 
 
-def test_the_agent_filter_lists_the_numbers_called(client_as, viewer, make_call) -> None:
-    sales = make_call(agent="+18005550100")
-    make_call(agent="+18005550199")
-    response = client_as(viewer).get(URL)
-    body = response.content.decode()
-    assert "?agent=%2B18005550100" in body and "?agent=%2B18005550199" in body
-    assert listed(client_as(viewer).get(URL, {"agent": "+18005550100"})) == {sales.pk}
+def test_the_agent_filter_lists_the_agents_and_calls_without_one(
+    client_as, viewer, make_call, make_agent
+) -> None:
+    sales_agent = make_agent(name="Sales", slug="sales")
+    make_agent(name="Support", slug="support")
+    sales = make_call(agent=sales_agent)
+    unanswered = make_call()
+    client = client_as(viewer)
+    body = client.get(URL).content.decode()
+    assert "?agent=sales" in body and "?agent=support" in body and "?agent=-" in body
+    assert listed(client.get(URL, {"agent": "sales"})) == {sales.pk}
+    assert listed(client.get(URL, {"agent": "support"})) == set()
+    assert listed(client.get(URL, {"agent": "-"})) == {unanswered.pk}
+
+
+def test_sorting_by_agent_sorts_by_its_name(client_as, viewer, make_call, make_agent) -> None:
+    zed = make_call(agent=make_agent(name="Zed", slug="a-zed"))
+    abe = make_call(agent=make_agent(name="Abe", slug="z-abe"))
+    # list_display index 3 is the agent column.
+    response = client_as(viewer).get(URL, {"o": "3"})
+    assert [c.pk for c in response.context["cl"].result_list] == [abe.pk, zed.pk]
+
+
+def test_search_covers_the_agents_name(client_as, viewer, make_call, make_agent) -> None:
+    billing = make_call(agent=make_agent(name="Billing desk", slug="billing"))
+    make_call()
+    assert listed(client_as(viewer).get(URL, {"q": "billing DESK"})) == {billing.pk}
 
 
 def test_the_barge_in_and_latency_filters(client_as, viewer, make_full_call) -> None:
@@ -142,13 +166,15 @@ def _queries_for_list(client) -> int:
     return len(queries)
 
 
-def test_the_list_is_a_fixed_number_of_queries(client_as, viewer, make_full_call) -> None:
+def test_the_list_is_a_fixed_number_of_queries(
+    client_as, viewer, make_full_call, make_agent
+) -> None:
     client = client_as(viewer)
     make_full_call()
     make_full_call()
     few = _queries_for_list(client)
     for _ in range(6):
-        make_full_call(agent="+18005550100")
+        make_full_call(agent=make_agent())
     assert _queries_for_list(client) == few
 
 

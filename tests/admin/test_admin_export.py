@@ -64,6 +64,20 @@ def test_a_call_without_analytics_exports_empty_measures(client_as, viewer, make
     assert row["status"] == "ringing"
 
 
+def test_the_agent_is_exported_by_name_with_its_version(
+    client_as, viewer, make_call, make_agent
+) -> None:
+    answered = make_call(agent=make_agent(name="Sales line"), agent_version=3)
+    unanswered = make_call()
+    _, rows = export(client_as(viewer), [answered, unanswered])
+    by_id = {row["id"]: row for row in rows}
+    assert (by_id[str(answered.pk)]["agent"], by_id[str(answered.pk)]["agent_version"]) == (
+        "Sales line",
+        "3",
+    )
+    assert by_id[str(unanswered.pk)]["agent"] == by_id[str(unanswered.pk)]["agent_version"] == ""
+
+
 def test_cells_a_spreadsheet_would_run_as_formulas_are_defused(
     client_as, viewer, make_call
 ) -> None:
@@ -85,11 +99,13 @@ def test_spreadsheet_safe(value, safe) -> None:
     assert spreadsheet_safe(value) == safe
 
 
-def test_the_export_is_a_fixed_number_of_queries(client_as, viewer, make_full_call) -> None:
+def test_the_export_is_a_fixed_number_of_queries(
+    client_as, viewer, make_full_call, make_agent
+) -> None:
     client = client_as(viewer)
     counts = []
     for size in (2, 8):
-        calls = [make_full_call() for _ in range(size)]
+        calls = [make_full_call(agent=make_agent()) for _ in range(size)]
         with CaptureQueriesContext(connection) as queries:
             _, rows = export(client, calls)
         assert len(rows) == size

@@ -18,10 +18,14 @@ def row_ids(body: str) -> list[str]:
     return re.findall(r'<tr class="bo-live-row" data-call-id="([^"]+)"', body)
 
 
-def test_active_calls_are_listed_oldest_first(client_as, viewer, make_call) -> None:
+def test_active_calls_are_listed_oldest_first(client_as, viewer, make_call, make_agent) -> None:
     now = timezone.now()
     ringing = make_call(status="ringing", started_at=now - dt.timedelta(seconds=5))
-    talking = make_call(status="in-progress", started_at=now - dt.timedelta(minutes=3))
+    talking = make_call(
+        status="in-progress",
+        started_at=now - dt.timedelta(minutes=3),
+        agent=make_agent(name="Support desk"),
+    )
     make_call(status="completed", started_at=now - dt.timedelta(minutes=9), ended_at=now)
     Analytics.objects.create(call=talking, interruptions=2)
     for sequence, (speaker, text, start) in enumerate(
@@ -38,6 +42,7 @@ def test_active_calls_are_listed_oldest_first(client_as, viewer, make_call) -> N
     row = body[body.index(f'data-call-id="{talking.pk}"') :]
     row = row[: row.index("</tr>")]
     assert '<td data-field="lines">2</td>' in row
+    assert "<td>Support desk</td>" in row  # the agent answering, by name
     assert '<td data-field="interruptions">2</td>' in row
     assert '<span class="bo-who">agent</span> Let me check that for you.' in row
     assert "bo-status--in-progress" in row

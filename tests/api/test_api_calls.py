@@ -31,26 +31,36 @@ def field_error(response, field: str) -> str:
 
 
 @pytest.fixture
-def three_calls(make_call, make_analytics):
+def sales(make_agent):
+    return make_agent(name="Sales", slug="sales", phone_numbers=("+18005550100",))
+
+
+@pytest.fixture
+def support(make_agent):
+    return make_agent(name="Support", slug="support", phone_numbers=("+18005550199",))
+
+
+@pytest.fixture
+def three_calls(make_call, make_analytics, sales, support):
     """Oldest to newest, with different callers, agents, statuses and sentiments."""
     calls = [
         make_call(
             caller="+14155550001",
-            agent="+18005550100",
+            agent=sales,
             status=CallStatus.COMPLETED,
             started_at=T0,
             duration_s=30.0,
         ),
         make_call(
             caller="+14155550002",
-            agent="+18005550100",
+            agent=sales,
             status=CallStatus.FAILED,
             started_at=T0 + dt.timedelta(days=1),
             duration_s=5.0,
         ),
         make_call(
             caller="+14155550001",
-            agent="+18005550199",
+            agent=support,
             status=CallStatus.COMPLETED,
             started_at=T0 + dt.timedelta(days=2),
             duration_s=90.0,
@@ -83,7 +93,7 @@ def test_list_items_carry_the_call_fields_and_an_analytics_summary(api, three_ca
     assert item["id"] == str(call.pk)
     assert item["call_sid"] == call.call_sid
     assert item["caller"] == call.caller
-    assert item["agent"] == call.agent
+    assert item["agent"] == {"slug": "support", "name": "Support"}
     assert item["status"] == "completed"
     assert item["duration_s"] == 90.0
     assert item["url"].endswith(f"/api/calls/{call.pk}")
@@ -95,7 +105,9 @@ def test_list_items_carry_the_call_fields_and_an_analytics_summary(api, three_ca
 
 def test_call_without_analytics_lists_null_summary(api, make_call) -> None:
     make_call()
-    assert api.get("/api/calls").json()["results"][0]["analytics"] is None
+    item = api.get("/api/calls").json()["results"][0]
+    assert item["analytics"] is None
+    assert item["agent"] is None  # no agent answered it
 
 
 def test_limit_and_offset_must_be_integers(api) -> None:
@@ -113,7 +125,14 @@ def test_limit_above_the_maximum_is_capped(api, make_call) -> None:
 
 @pytest.mark.parametrize(
     ("ordering", "expected"),
-    [("duration_s", [1, 0, 2]), ("-duration_s", [2, 0, 1]), ("started_at", [0, 1, 2])],
+    [
+        ("duration_s", [1, 0, 2]),
+        ("-duration_s", [2, 0, 1]),
+        ("started_at", [0, 1, 2]),
+        # By the agent's name (Sales < Support), not by its id.
+        ("agent,-started_at", [1, 0, 2]),
+        ("-agent,started_at", [2, 0, 1]),
+    ],
 )
 def test_ordering_parameter(api, three_calls, ordering: str, expected: list[int]) -> None:
     response = api.get("/api/calls", {"ordering": ordering})
@@ -136,20 +155,28 @@ def test_ties_keep_one_order_across_pages(api, make_call) -> None:
 
 
 def test_a_page_of_100_costs_the_same_queries_as_a_page_of_1(
-    api, make_call, make_analytics, make_transcript, make_recording, django_assert_max_num_queries
+    api,
+    make_call,
+    make_analytics,
+    make_transcript,
+    make_recording,
+    django_assert_max_num_queries,
+    sales,
+    support,
 ) -> None:
     def page_queries() -> int:
         with CaptureQueriesContext(connection) as queries:
             assert api.get("/api/calls", {"limit": 100}).status_code == 200
         return len(queries)
 
-    first = make_call()
+    first = make_call(agent=sales)
     make_analytics(first)
     make_transcript(first, "hello")
     make_recording(first, b"RIFF")
     one = page_queries()
     for n in range(99):
-        call = make_call(started_at=T0 + dt.timedelta(minutes=n))
+        agent = (sales, support, None)[n % 3]  # the agents' names come with the page
+        call = make_call(started_at=T0 + dt.timedelta(minutes=n), agent=agent)
         make_analytics(call, interruptions=n)
         make_transcript(call, f"line {n}")
     assert page_queries() == one
@@ -165,10 +192,20 @@ def test_a_page_of_100_costs_the_same_queries_as_a_page_of_1(
 def test_filter_by_caller_and_agent(api, three_calls) -> None:
     by_caller = api.get("/api/calls", {"caller": "+14155550001"})
     assert ids(by_caller) == [str(three_calls[2].pk), str(three_calls[0].pk)]
-    by_agent = api.get("/api/calls", {"agent": "+18005550199"})
+    by_agent = api.get("/api/calls", {"agent": "support"})
     assert ids(by_agent) == [str(three_calls[2].pk)]
-    both = api.get("/api/calls", {"caller": "+14155550001", "agent": "+18005550100"})
+    both = api.get("/api/calls", {"caller": "+14155550001", "agent": "sales"})
     assert ids(both) == [str(three_calls[0].pk)]
+
+
+def test_filter_by_an_agent_without_calls_is_empty(api, three_calls, make_agent) -> None:
+    make_agent(slug="quiet")
+    assert ids(api.get("/api/calls", {"agent": "quiet"})) == []
+
+
+def test_filter_by_an_unknown_agent_is_400(api, three_calls) -> None:
+    # A typo must not look like "no calls": the slug names no agent at all.
+    field_error(api.get("/api/calls", {"agent": "no-such-agent"}), "agent")
 
 
 def test_unencoded_plus_in_a_number_still_matches(api, three_calls) -> None:
@@ -230,11 +267,11 @@ def test_end_before_start_is_400(api) -> None:
 # --- search -----------------------------------------------------------------------------------
 
 
-def test_search_finds_calls_by_number_sid_notes_and_transcript(
-    api, make_call, make_transcript
+def test_search_finds_calls_by_number_agent_sid_notes_and_transcript(
+    api, make_call, make_transcript, make_agent
 ) -> None:
     by_caller = make_call(caller="+447700900123")
-    by_agent = make_call(agent="+18885550777")
+    by_agent = make_call(agent=make_agent(name="Billing desk", slug="billing"))
     by_sid = make_call(call_sid="CAfeedface0000000000000000000000")
     by_notes = make_call(notes="Customer wants a REFUND for order 42")
     by_transcript = make_call()
@@ -246,7 +283,8 @@ def test_search_finds_calls_by_number_sid_notes_and_transcript(
         return set(ids(api.get("/api/calls", {"search": term})))
 
     assert found("7700900") == {str(by_caller.pk)}
-    assert found("5550777") == {str(by_agent.pk)}
+    assert found("billing DESK") == {str(by_agent.pk)}  # the agent's name, any case
+    assert found("billi") == {str(by_agent.pk)}  # or its slug
     assert found("feedface") == {str(by_sid.pk)}
     assert found("refund") == {str(by_notes.pk), str(by_transcript.pk)}
     response = api.get("/api/calls", {"search": "refund"})
@@ -326,9 +364,19 @@ def test_detail_has_the_call_and_all_its_parts(
     assert downloaded["Content-Disposition"].startswith("attachment")
 
 
+def test_detail_has_the_agent_its_version_and_snapshot(api, make_call, sales) -> None:
+    snapshot = {"version": 4, "agent": {"voice": "marin"}, "session": {"type": "realtime"}}
+    call = make_call(agent=sales, agent_version=4, agent_snapshot=snapshot)
+    body = api.get(f"/api/calls/{call.pk}").json()
+    assert body["agent"] == {"slug": "sales", "name": "Sales"}
+    assert body["agent_version"] == 4
+    assert body["agent_snapshot"] == snapshot
+
+
 def test_detail_of_a_bare_call_has_empty_parts(api, make_call) -> None:
     call = make_call()
     body = api.get(f"/api/calls/{call.pk}").json()
+    assert (body["agent"], body["agent_version"], body["agent_snapshot"]) == (None, None, {})
     assert body["transcripts"] == []
     assert body["recordings"] == []
     assert body["analytics"] is None

@@ -16,6 +16,11 @@ OPERATIONS = {
     ("/api/calls/{id}/notes", "post"),
     ("/api/analytics", "get"),
     ("/api/status", "get"),
+    ("/api/agents", "get"),
+    ("/api/agents", "post"),
+    ("/api/agents/{slug}", "get"),
+    ("/api/agents/{slug}", "patch"),
+    ("/api/agents/{slug}", "delete"),
 }
 
 
@@ -65,6 +70,8 @@ def test_parameters_are_described(schema) -> None:
         "offset",
     }
     assert parameters(schema, "/api/analytics") == {"startDate", "endDate", "interval"}
+    assert parameters(schema, "/api/agents") == {"limit", "offset"}
+    assert parameters(schema, "/api/agents/{slug}", "patch") == {"slug"}
     assert parameters(schema, "/api/calls/{id}/recording") == {
         "id",
         "recording",
@@ -94,6 +101,69 @@ def test_responses_and_errors_are_described(schema) -> None:
     report = schema["components"]["schemas"]["AnalyticsReport"]["properties"]
     assert {"totals", "series"} <= set(report)
     assert {"tokenAuth", "cookieAuth"} <= set(schema["components"]["securitySchemes"])
+
+
+AGENT_STATUSES = {
+    ("/api/agents", "get"): {"200", "400", "401", "403", "429"},
+    ("/api/agents", "post"): {"201", "400", "401", "403", "429"},
+    ("/api/agents/{slug}", "get"): {"200", "401", "403", "404", "429"},
+    ("/api/agents/{slug}", "patch"): {"200", "400", "401", "403", "404", "429"},
+    ("/api/agents/{slug}", "delete"): {"204", "401", "403", "404", "409", "429"},
+}
+
+
+@pytest.mark.parametrize(("path", "method"), sorted(AGENT_STATUSES))
+def test_agent_operations_describe_every_status(schema, path: str, method: str) -> None:
+    operation = schema["paths"][path][method]
+    assert set(operation["responses"]) == AGENT_STATUSES[(path, method)]
+    for status, response in operation["responses"].items():
+        assert response["description"], status
+        if status.startswith(("4", "5")):
+            body = response["content"]["application/json"]["schema"]
+            assert body == {"$ref": "#/components/schemas/Error"}, status
+    assert operation["summary"]
+
+
+def test_agent_bodies_and_examples_are_described(schema) -> None:
+    paths = schema["paths"]
+    for path, method in (("/api/agents", "post"), ("/api/agents/{slug}", "patch")):
+        body = paths[path][method]["requestBody"]["content"]["application/json"]
+        assert body["examples"], (path, method)  # a request a client can copy
+        example = next(iter(body["examples"].values()))["value"]
+        assert example["phone_numbers"] and example["greeting"]
+        assert "version" not in example  # read-only: never sent
+    created = paths["/api/agents"]["post"]["responses"]["201"]["content"]["application/json"]
+    assert next(iter(created["examples"].values()))["value"]["version"] >= 1
+    conflict = paths["/api/agents/{slug}"]["delete"]["responses"]["409"]["content"]
+    [example] = conflict["application/json"]["examples"].values()
+    assert example["value"]["error"]["code"] == "agent_has_calls"
+    assert "is_active" in example["value"]["error"]["message"]
+    invalid = paths["/api/agents"]["post"]["responses"]["400"]["content"]["application/json"]
+    assert next(iter(invalid["examples"].values()))["value"]["error"]["code"] == "invalid"
+
+
+def test_the_agent_schema_lists_the_known_names(schema) -> None:
+    from agents import catalog
+
+    components = schema["components"]["schemas"]
+    agent = components["Agent"]["properties"]
+    assert set(catalog.AGENT_CONFIG_FIELDS) <= set(agent)
+    assert agent["version"]["readOnly"] is True
+    assert agent["phone_numbers"]["type"] == "array"
+    assert agent["phone_numbers"]["items"]["pattern"] == catalog.E164_PATTERN
+
+    def enum(name: str) -> set[str]:
+        ref = agent[name]["allOf"][0]["$ref"].rsplit("/", 1)[1]
+        return set(components[ref]["enum"])
+
+    assert enum("model") == set(catalog.REALTIME_MODELS)
+    assert enum("voice") == set(catalog.VOICES)
+    assert enum("transcription_model") == set(catalog.TRANSCRIPTION_MODELS)
+    required = set(components["AgentRequest"]["required"])
+    assert required == {"name", "slug", "instructions"}
+    call = components["CallDetail"]["properties"]
+    assert {"agent", "agent_version", "agent_snapshot"} <= set(call)
+    assert components["CallAgent"]["properties"].keys() == {"slug", "name"}
 
 
 def test_schema_as_yaml(api) -> None:

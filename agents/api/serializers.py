@@ -1,0 +1,148 @@
+"""The agent as the API reads and writes it: the model's fields and rules (agents.validators),
+its numbers as a list of E.164 strings, and the version, which only the services move."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
+from rest_framework import serializers
+
+from agents import catalog, validators
+from agents.catalog import AGENT_CONFIG_FIELDS
+from agents.models import Agent, PhoneNumber
+
+# The numbers one request may give an agent (a bound on the work one request can cause).
+PHONE_NUMBERS_MAX = 100
+
+AGENT_EXAMPLE = {
+    "slug": "support",
+    "name": "Support line",
+    "is_default": False,
+    "is_active": True,
+    "phone_numbers": ["+14155550100"],
+    "instructions": "You are the support assistant of Acme. Be brief; ask for the order number.",
+    "greeting": "Hello, this is Acme support. How can I help?",
+    "voice": "marin",
+    "model": "gpt-realtime",
+    "language": "en",
+    "turn_detection": "server_vad",
+    "vad_threshold": 0.6,
+    "vad_prefix_padding_ms": 300,
+    "vad_silence_duration_ms": 600,
+    "vad_eagerness": "auto",
+    "noise_reduction": "near_field",
+    "idle_timeout_ms": 15000,
+    "transcription_model": "gpt-4o-mini-transcribe",
+    "max_call_minutes": 30,
+}
+
+
+class PhoneNumbersField(serializers.ListField):
+    """The agent's numbers as E.164 strings, oldest first; writing replaces them all."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            child=serializers.CharField(validators=[validators.validate_e164]),
+            max_length=PHONE_NUMBERS_MAX,
+            **kwargs,
+        )
+
+    def to_representation(self, data: Any) -> list[str]:
+        numbers: list[PhoneNumber] = list(data.all())  # prefetched by agents.selectors
+        return [phone.number for phone in numbers]
+
+
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "A support agent that greets the caller",
+            value=AGENT_EXAMPLE,
+            request_only=True,
+        ),
+        OpenApiExample(
+            "An agent, as read",
+            value={
+                **AGENT_EXAMPLE,
+                "url": "https://voice.example.com/api/agents/support",
+                "version": 3,
+                "created_at": "2026-11-02T09:30:00Z",
+                "updated_at": "2026-11-28T16:05:12Z",
+            },
+            response_only=True,
+        ),
+    ]
+)
+class AgentSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="api:agent-detail", lookup_field="slug")
+    # Declared rather than derived: derived, the one-default constraint would become a
+    # uniqueness check refusing any new default, where the services move the flag instead.
+    is_default = serializers.BooleanField(
+        required=False,
+        help_text="Answers every number without an agent of its own. Setting it unsets the "
+        "previous default; unsetting it is refused (make another agent the default).",
+    )
+    phone_numbers = PhoneNumbersField(
+        required=False,
+        help_text="E.164 numbers that reach this agent; a list given replaces them all. A number "
+        "already on another agent is refused.",
+    )
+    # Choice fields: the schema lists the names; the voice is checked against the model below.
+    model = serializers.ChoiceField(
+        choices=catalog.REALTIME_MODELS,
+        required=False,
+        help_text="The realtime model (default gpt-realtime).",
+    )
+    voice = serializers.ChoiceField(
+        choices=catalog.VOICES,
+        required=False,
+        help_text="One of the model's voices (default alloy); marin and cedar need a "
+        "gpt-realtime model, not a gpt-4o-*-realtime-preview.",
+    )
+    transcription_model = serializers.ChoiceField(
+        choices=catalog.TRANSCRIPTION_MODELS,
+        required=False,
+        help_text="Transcribes the caller (default gpt-4o-mini-transcribe).",
+    )
+    greeting = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        validators=[validators.validate_greeting],
+        help_text="Said first, as soon as the call is connected; empty: wait for the caller. At "
+        f"most {catalog.GREETING_MAX_CHARS} characters.",
+    )
+    language = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        validators=[validators.validate_language],
+        help_text="ISO-639-1 code of the caller's language (en, es...), a transcription hint; "
+        "empty: detected.",
+    )
+
+    class Meta:
+        model = Agent
+        fields = (
+            "slug",
+            "url",
+            "name",
+            "is_default",
+            "is_active",
+            "version",
+            "phone_numbers",
+            *AGENT_CONFIG_FIELDS,
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = ("version", "created_at", "updated_at")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """The rules between fields, on the agent as it would be after this request."""
+        current = {}
+        if self.instance is not None:
+            current = {
+                f.name: getattr(self.instance, f.attname) for f in Agent._meta.concrete_fields
+            }
+        errors = validators.agent_cross_field_errors({**current, **attrs})
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
