@@ -81,6 +81,7 @@ class TwimlStream:
 
     url: str
     parameters: dict[str, str]
+    action: str = ""  # <Connect action>: asked how to go on when the server closes the stream
 
 
 def parse_twiml(body: str) -> TwimlStream:
@@ -95,7 +96,9 @@ def parse_twiml(body: str) -> TwimlStream:
     parameters = {
         p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter") if p.get("name")
     }
-    return TwimlStream(url=str(stream.get("url")), parameters=parameters)
+    connect = root.find("./Connect")
+    action = connect.get("action", "") if connect is not None else ""
+    return TwimlStream(url=str(stream.get("url")), parameters=parameters, action=action)
 
 
 @dataclass
@@ -153,6 +156,7 @@ class SimulatedTwilioCaller:
         self.webhook_status: int | None = None
         self.twiml = ""
         self.stream: TwimlStream | None = None
+        self.after_stream_twiml: str | None = None  # <Connect action>'s answer, if asked
         # The media stream.
         self.ws: ClientConnection | None = None
         self.upgrade_signature: str | None = None
@@ -201,6 +205,8 @@ class SimulatedTwilioCaller:
             ended_by = "caller (time limit)"
         finally:
             await self.hang_up(hang_up)
+        if ended_by == "server":
+            await self.follow_connect_action()
         return self.report(ended_by)
 
     def report(self, ended_by: str = "caller") -> CallReport:
@@ -277,35 +283,47 @@ class SimulatedTwilioCaller:
         params.update(extra)
         return params
 
-    def webhook_signature(self) -> str | None:
+    def signature(self, path: str, params: Mapping[str, str]) -> str | None:
         """X-Twilio-Signature: HMAC-SHA1 of the public URL plus the sorted form fields."""
         if self.auth_token is None:
             return None
-        url = self.public_base_url + WEBHOOK_PATH
-        return RequestValidator(self.auth_token).compute_signature(url, self.webhook_params)
+        return RequestValidator(self.auth_token).compute_signature(
+            self.public_base_url + path, dict(params)
+        )
 
     async def place_call(self) -> TwimlStream:
         """POST the incoming-call webhook and keep the stream it answers with."""
-        status, body = await asyncio.to_thread(self._post_webhook)
+        status, body = await asyncio.to_thread(self._post, WEBHOOK_PATH, self.webhook_params)
         self.webhook_status, self.twiml = status, body
         if status != 200:
             raise WebhookRejected(status, body)
         self.stream = parse_twiml(body)
         return self.stream
 
-    def _post_webhook(self) -> tuple[int, str]:
+    async def follow_connect_action(self) -> str | None:
+        """What Twilio does when the server closes the stream with the call still up: POST
+        <Connect action> and run the TwiML it answers (kept in `after_stream_twiml`)."""
+        if self.stream is None or not self.stream.action:
+            return None
+        path = urllib.parse.urlsplit(self.stream.action).path
+        params = {**self.webhook_params, "CallStatus": "in-progress"}
+        status, body = await asyncio.to_thread(self._post, path, params)
+        self.after_stream_twiml = body if status == 200 else f"HTTP {status}: {body}"
+        return self.after_stream_twiml
+
+    def _post(self, path: str, params: Mapping[str, str]) -> tuple[int, str]:
         headers = {
             "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
             "User-Agent": "TwilioProxy/1.1",
             "Accept": "*/*",
             "I-Twilio-Idempotency-Token": secrets.token_hex(16),
         }
-        signature = self.webhook_signature()
+        signature = self.signature(path, params)
         if signature is not None:
             headers["X-Twilio-Signature"] = signature
         request = urllib.request.Request(  # noqa: S310 - the server under test, http(s) only
-            self.server_url + WEBHOOK_PATH,
-            data=urllib.parse.urlencode(self.webhook_params).encode(),
+            self.server_url + path,
+            data=urllib.parse.urlencode(params).encode(),
             headers=headers,
             method="POST",
         )

@@ -26,7 +26,7 @@ from realtime.simulator import protocol as rt
 from realtime.simulator.protocol import Protocol, Reply
 from realtime.simulator.speech import speech
 from realtime.simulator.timing import chunk_sizes, connection_rng, delay_range, draw
-from realtime.simulator.vad import EnergyVad
+from realtime.simulator.vad import EnergyVad, turn_settings
 
 if TYPE_CHECKING:
     from realtime.simulator.standin import RealtimeStandIn
@@ -88,7 +88,10 @@ class ActiveResponse:
     sent_ms: float = 0.0
     transcript: str = ""
     audio_started: bool = False
+    # time.monotonic() of the first audio delta: playback (at real time) ends reply.seconds on.
+    first_audio_at: float | None = None
     previous_item_id: str | None = None
+    metadata: dict[str, Any] | None = None
 
 
 class StandInConnection:
@@ -127,8 +130,14 @@ class StandInConnection:
         self.items: dict[str, Item] = {}
         self.last_item_id: str | None = None
         self.response: ActiveResponse | None = None
-        self.responses = 0
+        self.responses = 0  # every response, whatever it says
+        self.scripted = 0  # responses that said the next scripted reply
+        self.reprompts = 0  # responses to an idle timeout
         self.transcriptions = 0
+        # The idle timeout counts from here (ms on the input-audio clock): where the last
+        # response's audio ends playing. None until a response is done, and again once speech
+        # starts, a response starts or the timeout fires.
+        self.idle_from_ms: float | None = None
         self.previous_input: rt.InputTokens | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         # One random stream per purpose, so e.g. a longer reply never changes which
@@ -347,7 +356,12 @@ class StandInConnection:
         if problem is not None:
             await self.emit_error(problem, code="invalid_value", cause=payload)
             return
-        self.session = candidate
+        refused = rt.session_problem(self.protocol, candidate)
+        if refused is not None:
+            message, code, param = refused
+            await self.emit_error(message, code=code, param=param, cause=payload)
+            return
+        self.session = rt.with_turn_detection_defaults(self.protocol, candidate)
         faults = self.faults
         if faults is not None and faults.configure_delay_s and not self.sent_of("session.updated"):
             await asyncio.sleep(faults.configure_delay_s)
@@ -399,21 +413,66 @@ class StandInConnection:
         if detection is None:
             self.vad.samples += pcm.size  # no turn detection: the clock still runs
             return
+        settings = turn_settings(detection)
         changes = self.vad.feed(
             pcm,
             self.input_rate,
-            threshold=_setting(detection, "threshold", 0.5),
-            prefix_padding_ms=int(_setting(detection, "prefix_padding_ms", 300)),
-            silence_duration_ms=int(_setting(detection, "silence_duration_ms", 500)),
+            threshold=settings.threshold,
+            prefix_padding_ms=settings.prefix_padding_ms,
+            silence_duration_ms=settings.silence_duration_ms,
         )
         for change in changes:
             if change.started:
                 await self._speech_started(change.at_ms, detection)
             else:
                 await self._speech_stopped(change.at_ms, detection)
+        await self._check_idle(detection)
+
+    # --- the idle timeout ---------------------------------------------------------------------
+
+    def _arm_idle(self, response: ActiveResponse) -> None:
+        """Start the idle timeout where `response`'s audio ends playing: the stand-in streams
+        faster than real time, so that is response.done plus the audio still to play at real
+        time (none for a cut reply: the client stops playing it). On the input-audio clock,
+        which runs at real time as the caller's audio arrives."""
+        if self.vad.speaking:
+            return  # the caller's turn, not a timeout, comes next
+        remaining_s = 0.0
+        if response.cancel_reason is None and response.first_audio_at is not None:
+            played_until = response.first_audio_at + response.reply.seconds
+            remaining_s = max(0.0, played_until - time.monotonic())
+        self.idle_from_ms = self.input_ms + remaining_s * 1000.0
+
+    async def _check_idle(self, detection: dict[str, Any]) -> None:
+        """Fire the idle timeout once the caller has said nothing for `idle_timeout_ms` since
+        the last response's playback ended (server_vad only, as on the service)."""
+        timeout_ms = detection.get("idle_timeout_ms")
+        start_ms = self.idle_from_ms
+        if start_ms is None or not timeout_ms or detection.get("type") != "server_vad":
+            return
+        if self.response is not None or self.vad.speaking or self.input_ms < start_ms + timeout_ms:
+            return
+        self.idle_from_ms = None
+        await self._idle_timeout(int(start_ms), int(self.input_ms))
+
+    async def _idle_timeout(self, audio_start_ms: int, audio_end_ms: int) -> None:
+        """As the service does: announce the timeout, commit the silent audio as an input_audio
+        item (its transcription is empty) and respond to it, here with a re-prompt line."""
+        item_id = rt.new_id("item")
+        await self.emit(
+            "input_audio_buffer.timeout_triggered",
+            audio_start_ms=audio_start_ms,
+            audio_end_ms=audio_end_ms,
+            item_id=item_id,
+        )
+        await self._commit(item_id, transcript="")
+        line = self.standin.reprompt_line(self.reprompts)
+        self.reprompts += 1
+        self._start_response(rt.spoken_reply(line))
 
     async def _speech_started(self, audio_start_ms: int, detection: dict[str, Any]) -> None:
         self.speech_item_id = rt.new_id("item")
+        self.idle_from_ms = None  # the caller spoke: no timeout until after the next reply
         await self.emit(
             "input_audio_buffer.speech_started",
             audio_start_ms=audio_start_ms,
@@ -454,9 +513,10 @@ class StandInConnection:
         self.buffer_start_samples = self.vad.samples
         await self.emit("input_audio_buffer.cleared")
 
-    async def _commit(self, item_id: str) -> None:
+    async def _commit(self, item_id: str, *, transcript: str | None = None) -> None:
         """Turn the buffered caller audio into a user item; transcribe it if the session asks,
-        asynchronously, as the service runs its ASR beside the response."""
+        asynchronously, as the service runs its ASR beside the response. The transcript is the
+        next scripted caller line unless given (the silence of an idle timeout: "")."""
         audio_ms = (self.vad.samples - self.buffer_start_samples) * 1000.0 / self.input_rate
         self.buffer_start_samples = self.vad.samples
         previous, self.last_item_id = self.last_item_id, item_id
@@ -473,19 +533,25 @@ class StandInConnection:
         }
         await self._announce_item(item, previous, done=True)
         if model is not None:
-            self._transcribe(item_id, model, audio_ms)
+            self._transcribe(item_id, model, audio_ms, transcript)
 
-    def _transcribe(self, item_id: str, model: str, audio_ms: float) -> None:
+    def _transcribe(
+        self, item_id: str, model: str, audio_ms: float, transcript: str | None = None
+    ) -> None:
         """Start the transcription of a committed item: its line, delay and fate are drawn
-        now, at the commit, so they do not depend on how the tasks interleave later."""
+        now, at the commit, so they do not depend on how the tasks interleave later. A given
+        transcript (silence's "") takes no scripted line and never fails."""
         standin = self.standin
-        transcript = standin.caller_line(self.transcriptions)
-        self.transcriptions += 1
+        scripted = transcript is None
+        if transcript is None:
+            transcript = standin.caller_line(self.transcriptions)
+            self.transcriptions += 1
         rng = self._rng_transcription
         delay_s = draw(rng, delay_range(standin.transcription_delay_s, "transcription_delay_s"))
         # Drawn even when the rate is 0, so the delays do not depend on the failure rate.
-        failed = rng.random() < standin.transcription_failure_rate
-        deltas = [] if failed or not standin.transcription_deltas else _deltas(model, transcript)
+        failed = rng.random() < standin.transcription_failure_rate and scripted
+        streamed = bool(transcript) and not failed and standin.transcription_deltas
+        deltas = _deltas(model, transcript) if streamed else []
         self.spawn(
             self._deliver_transcription(
                 item_id, model, audio_ms, transcript, delay_s, deltas, failed
@@ -571,6 +637,24 @@ class StandInConnection:
         )
 
     async def _on_response_create(self, payload: dict[str, Any]) -> None:
+        request = payload.get("response")
+        problem = rt.response_problem(self.protocol, request)
+        if problem is not None:
+            message, code, param = problem
+            await self.emit_error(message, code=code, param=param, cause=payload)
+            return
+        request = request or {}
+        if request.get("conversation") == "none":
+            # Out-of-band responses (no conversation items, several at once) are beyond the
+            # stand-in: refused plainly, the session goes on.
+            await self.emit_error(
+                "The realtime stand-in does not support out-of-band responses "
+                "(response.conversation 'none'); use 'auto'.",
+                code="unsupported_value",
+                param="response.conversation",
+                cause=payload,
+            )
+            return
         if self.response is not None:
             await self.emit_error(
                 "Conversation already has an active response in progress: "
@@ -580,7 +664,11 @@ class StandInConnection:
                 cause=payload,
             )
             return
-        self._start_response()
+        # A reply asked for with instructions says their quoted passage, if any (the
+        # convention in rt.quoted_passage); otherwise the next scripted reply.
+        passage = rt.quoted_passage(str(request.get("instructions") or ""))
+        reply = rt.spoken_reply(passage) if passage is not None else None
+        self._start_response(reply, metadata=request.get("metadata"))
 
     async def _on_response_cancel(self, payload: dict[str, Any]) -> None:
         if self.response is None:
@@ -594,9 +682,15 @@ class StandInConnection:
 
     # --- responses ----------------------------------------------------------------------------
 
-    def _start_response(self) -> None:
+    def _start_response(
+        self, reply: Reply | None = None, *, metadata: dict[str, Any] | None = None
+    ) -> None:
+        """Start a response saying `reply`, by default the next scripted one (only those move
+        the script on: a greeting or a re-prompt leaves the next scripted reply as it was)."""
         standin = self.standin
-        reply = standin.reply_for(self.responses)
+        if reply is None:
+            reply = standin.reply_for(self.scripted)
+            self.scripted += 1
         rng = self._rng_response
         response = ActiveResponse(
             rt.new_id("resp"),
@@ -606,8 +700,10 @@ class StandInConnection:
             first_audio_delay_s=draw(
                 rng, delay_range(standin.first_audio_delay_s, "first_audio_delay_s")
             ),
+            metadata=metadata,
         )
         self.responses += 1
+        self.idle_from_ms = None  # re-armed when this response's playback ends
         self.response = response
         response.task = asyncio.create_task(self._respond(response))
 
@@ -681,7 +777,7 @@ class StandInConnection:
         sizes = chunk_sizes(samples.size, rate * self.standin.chunk_ms // 1000, rate // 1000, rng)
         words = response.reply.text.split()
         speed = self.standin.speed
-        start = time.monotonic()
+        start = response.first_audio_at = time.monotonic()
         offset = 0
         for index, size in enumerate(sizes):
             piece = samples[offset : offset + size]
@@ -755,6 +851,7 @@ class StandInConnection:
         if cancelled:
             body["status_details"] = {"type": "cancelled", "reason": response.cancel_reason}
         await self.emit("response.done", response=body)
+        self._arm_idle(response)
 
     def _response_body(self, response: ActiveResponse, status: str = "in_progress") -> dict:
         body: dict[str, Any] = {
@@ -764,7 +861,7 @@ class StandInConnection:
             "status_details": None,
             "output": [],
             "usage": None,
-            "metadata": None,
+            "metadata": response.metadata,
         }
         if self.protocol == "beta":
             body["modalities"] = ["audio", "text"]
@@ -794,12 +891,6 @@ class StandInConnection:
             output_ms=response.sent_ms,
             transcript=response.transcript,
         )
-
-
-def _setting(detection: dict[str, Any], key: str, default: float) -> float:
-    """A turn-detection number; absent or null means the service's default."""
-    value = detection.get(key)
-    return default if value is None else float(value)
 
 
 def _deltas(model: str, transcript: str) -> list[str]:

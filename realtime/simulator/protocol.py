@@ -4,11 +4,17 @@ GA is the default; the beta protocol (header `OpenAI-Beta: realtime=v1`) differs
 shape (flat `input_audio_format`, `turn_detection`...), in item announcements
 (`conversation.item.created` instead of GA's `conversation.item.added`/`.done`) and in the audio
 event names (`response.audio.delta` instead of `response.output_audio.delta`).
+
+The field lists below are the `openai` SDK's (the GA `RealtimeResponseCreateParamsParam`, the
+turn detection, noise reduction and transcription params; the beta session.update and
+response.create params), copied rather than imported because the SDK is a development
+dependency only; tests/simulator/test_standin_agents.py checks they still match it.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -28,6 +34,103 @@ CONVERSATION_ID = "conv_standin"
 
 GA_CODECS: dict[str, Codec] = {"audio/pcmu": "pcmu", "audio/pcm": "pcm"}
 BETA_CODECS: dict[str, Codec] = {"g711_ulaw": "pcmu", "pcm16": "pcm"}
+
+# A reply the stand-in speaks from given words (not from its script) lasts this long.
+SECONDS_PER_WORD = 0.35
+MIN_SPOKEN_S = 0.8
+
+Problem = tuple[str, str, str | None]
+"""Why the service refuses a request: (message, code, param), as its `error` event has them."""
+
+# The fields of `response.create`'s `response` (GA RealtimeResponseCreateParamsParam; beta
+# ResponseCreateEventParam's Response). Any other key is refused as an unknown parameter.
+RESPONSE_FIELDS: dict[Protocol, frozenset[str]] = {
+    "ga": frozenset(
+        {
+            "audio",
+            "conversation",
+            "input",
+            "instructions",
+            "max_output_tokens",
+            "metadata",
+            "output_modalities",
+            "parallel_tool_calls",
+            "prompt",
+            "reasoning",
+            "tool_choice",
+            "tools",
+        }
+    ),
+    "beta": frozenset(
+        {
+            "conversation",
+            "input",
+            "instructions",
+            "max_response_output_tokens",
+            "metadata",
+            "modalities",
+            "output_audio_format",
+            "temperature",
+            "tool_choice",
+            "tools",
+            "voice",
+        }
+    ),
+}
+# Turn detection fields by type. GA has a type per mode (ServerVad, SemanticVad: only server_vad
+# has idle_timeout_ms); beta has one TurnDetection type for both modes and no idle timeout.
+_BETA_TURN_DETECTION = frozenset(
+    {
+        "type",
+        "create_response",
+        "interrupt_response",
+        "threshold",
+        "prefix_padding_ms",
+        "silence_duration_ms",
+        "eagerness",
+    }
+)
+TURN_DETECTION_FIELDS: dict[Protocol, dict[str, frozenset[str]]] = {
+    "ga": {
+        "server_vad": frozenset(
+            {
+                "type",
+                "create_response",
+                "interrupt_response",
+                "threshold",
+                "prefix_padding_ms",
+                "silence_duration_ms",
+                "idle_timeout_ms",
+            }
+        ),
+        "semantic_vad": frozenset({"type", "create_response", "interrupt_response", "eagerness"}),
+    },
+    "beta": {"server_vad": _BETA_TURN_DETECTION, "semantic_vad": _BETA_TURN_DETECTION},
+}
+NOISE_REDUCTION_FIELDS: dict[Protocol, frozenset[str]] = {
+    "ga": frozenset({"type", "strength"}),
+    "beta": frozenset({"type"}),
+}
+TRANSCRIPTION_FIELDS: dict[Protocol, frozenset[str]] = {
+    "ga": frozenset({"delay", "keywords", "language", "languages", "model", "prompt"}),
+    "beta": frozenset({"language", "model", "prompt"}),
+}
+NOISE_REDUCTION_TYPES = ("near_field", "far_field")
+EAGERNESS = ("low", "medium", "high", "auto")
+CONVERSATIONS = ("auto", "none")
+# What a turn detection of each type says when a field is left out (session.updated shows it).
+_TURN_DETECTION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "server_vad": {
+        "threshold": 0.5,
+        "prefix_padding_ms": 300,
+        "silence_duration_ms": 500,
+        "create_response": True,
+        "interrupt_response": True,
+    },
+    "semantic_vad": {"eagerness": "auto", "create_response": True, "interrupt_response": True},
+}
+# A passage in straight or curly double quotes: what a reply asked for with instructions says.
+_QUOTED = re.compile(r'"([^"]*)"|\u201c([^\u201d]*)\u201d')
 
 
 @dataclass(frozen=True)
@@ -113,6 +216,7 @@ def default_session(protocol: Protocol, model: str) -> dict[str, Any]:
             "output_audio_format": "pcm16",
             "input_audio_transcription": None,
             "turn_detection": turn_detection,
+            "input_audio_noise_reduction": None,
             "max_response_output_tokens": "inf",
         }
     pcm = {"type": "audio/pcm", "rate": PCM_RATE}
@@ -283,3 +387,220 @@ def usage(
         "input_token_details": input_details,
         "output_token_details": {"audio_tokens": audio_out, "text_tokens": text_out},
     }
+
+
+# --- replies asked for with instructions ------------------------------------------------------
+
+
+def spoken_reply(text: str) -> Reply:
+    """A reply saying `text`, its audio as long as speech of that many words would be."""
+    seconds = max(MIN_SPOKEN_S, round(len(text.split()) * SECONDS_PER_WORD, 2))
+    return Reply(text, seconds)
+
+
+def quoted_passage(instructions: str) -> str | None:
+    """The first non-empty passage of `instructions` in double quotes ("..." or curly), or None.
+
+    The stand-in cannot follow free text, so this is its convention: a reply asked for with
+    instructions says exactly the quoted passage when there is one (how the bridge asks for a
+    greeting or a goodbye), and the next scripted reply otherwise.
+    """
+    for match in _QUOTED.finditer(instructions):
+        passage = (match.group(1) if match.group(1) is not None else match.group(2)).strip()
+        if passage:
+            return passage
+    return None
+
+
+# --- validation, in the service's words --------------------------------------------------------
+
+
+def response_problem(protocol: Protocol, response: object) -> Problem | None:
+    """Why the service would refuse `response.create`'s `response` (absent is fine), or None."""
+    if response is None:
+        return None
+    if not isinstance(response, dict):
+        return _invalid_type("response", "an object", response)
+    for key in response:
+        if key not in RESPONSE_FIELDS[protocol]:
+            return _unknown_parameter(f"response.{key}")
+    instructions = response.get("instructions")
+    if "instructions" in response and not isinstance(instructions, str):
+        return _invalid_type("response.instructions", "a string", instructions)
+    conversation = response.get("conversation", "auto")
+    if not isinstance(conversation, str):
+        return _invalid_type("response.conversation", "a string", conversation)
+    if conversation not in CONVERSATIONS:
+        return _invalid_value("response.conversation", conversation, CONVERSATIONS)
+    return _metadata_problem(response.get("metadata"))
+
+
+def _metadata_problem(metadata: object) -> Problem | None:
+    """Metadata is null or an object of strings (it comes back in the response as given)."""
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict):
+        return _invalid_type("response.metadata", "an object", metadata)
+    for key, value in metadata.items():
+        if not isinstance(value, str):
+            return _invalid_type(f"response.metadata.{key}", "a string", value)
+    return None
+
+
+def session_problem(protocol: Protocol, session: dict[str, Any]) -> Problem | None:
+    """Why the service would refuse the input settings of a merged session (turn detection,
+    noise reduction, transcription), or None. Formats are `format_problem`'s."""
+    if protocol == "beta":
+        prefix, audio_input = "session", session
+        keys = ("turn_detection", "input_audio_noise_reduction", "input_audio_transcription")
+    else:
+        prefix = "session.audio.input"
+        audio_input = (session.get("audio") or {}).get("input") or {}
+        keys = ("turn_detection", "noise_reduction", "transcription")
+    detection, noise, transcription = (audio_input.get(key) for key in keys)
+    return (
+        _turn_detection_problem(protocol, f"{prefix}.{keys[0]}", detection)
+        or _noise_reduction_problem(protocol, f"{prefix}.{keys[1]}", noise)
+        or _transcription_problem(protocol, f"{prefix}.{keys[2]}", transcription)
+    )
+
+
+def with_turn_detection_defaults(protocol: Protocol, session: dict[str, Any]) -> dict[str, Any]:
+    """The session with its turn detection's unset fields at their defaults, as the service
+    reports them (a new `semantic_vad` says its eagerness, `auto`). A copy: the nested objects
+    may be shared with sessions already sent."""
+    detection = session_turn_detection(protocol, session)
+    if not isinstance(detection, dict):
+        return session
+    defaults = dict(_TURN_DETECTION_DEFAULTS.get(str(detection.get("type")), {}))
+    if protocol == "ga" and detection.get("type") == "server_vad":
+        defaults["idle_timeout_ms"] = None
+    complete = {**defaults, **detection}
+    if protocol == "beta":
+        return {**session, "turn_detection": complete}
+    audio = session["audio"]
+    return {**session, "audio": {**audio, "input": {**audio["input"], "turn_detection": complete}}}
+
+
+def _turn_detection_problem(protocol: Protocol, path: str, detection: object) -> Problem | None:
+    if detection is None:
+        return None  # turned off: the client commits and asks for responses itself
+    if not isinstance(detection, dict):
+        return _invalid_type(path, "an object", detection)
+    kind = detection.get("type")
+    fields = TURN_DETECTION_FIELDS[protocol]
+    if kind not in fields:
+        return _invalid_value(f"{path}.type", kind, tuple(fields))
+    for key in detection:
+        if key not in fields[kind]:
+            return _unknown_parameter(f"{path}.{key}")
+    for key in ("create_response", "interrupt_response"):
+        if key in detection and not isinstance(detection[key], bool):
+            return _invalid_type(f"{path}.{key}", "a boolean", detection[key])
+    if "eagerness" in detection and detection["eagerness"] not in EAGERNESS:
+        return _invalid_value(f"{path}.eagerness", detection["eagerness"], EAGERNESS)
+    threshold = detection.get("threshold")
+    if threshold is not None and not _is_number(threshold):
+        return _invalid_type(f"{path}.threshold", "a decimal", threshold)
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        bound = "below minimum" if threshold < 0 else "above maximum"
+        code = "decimal_below_min_value" if threshold < 0 else "decimal_above_max_value"
+        expected = ">= 0" if threshold < 0 else "<= 1"
+        message = (
+            f"Invalid '{path}.threshold': decimal {bound} value. Expected a value {expected}, "
+            f"but got {threshold} instead."
+        )
+        return message, code, f"{path}.threshold"
+    for key, minimum in (("prefix_padding_ms", 0), ("silence_duration_ms", 0)):
+        problem = _integer_problem(f"{path}.{key}", detection.get(key), minimum)
+        if problem is not None:
+            return problem
+    # The product allows 5000 ms and up; the stand-in takes any positive timeout, so tests can
+    # wait less than a second for one.
+    return _integer_problem(f"{path}.idle_timeout_ms", detection.get("idle_timeout_ms"), 1)
+
+
+def _noise_reduction_problem(protocol: Protocol, path: str, noise: object) -> Problem | None:
+    if noise is None:
+        return None  # off
+    if not isinstance(noise, dict):
+        return _invalid_type(path, "an object", noise)
+    for key in noise:
+        if key not in NOISE_REDUCTION_FIELDS[protocol]:
+            return _unknown_parameter(f"{path}.{key}")
+    if noise.get("type") is not None and noise["type"] not in NOISE_REDUCTION_TYPES:
+        return _invalid_value(f"{path}.type", noise["type"], NOISE_REDUCTION_TYPES)
+    strength = noise.get("strength")
+    if strength is not None and not _is_number(strength):
+        return _invalid_type(f"{path}.strength", "a decimal", strength)
+    return None
+
+
+def _transcription_problem(protocol: Protocol, path: str, transcription: object) -> Problem | None:
+    if transcription is None:
+        return None  # off
+    if not isinstance(transcription, dict):
+        return _invalid_type(path, "an object", transcription)
+    for key in transcription:
+        if key not in TRANSCRIPTION_FIELDS[protocol]:
+            return _unknown_parameter(f"{path}.{key}")
+    for key in ("language", "model", "prompt", "delay"):
+        value = transcription.get(key)
+        if value is not None and not isinstance(value, str):
+            return _invalid_type(f"{path}.{key}", "a string", value)
+    return None
+
+
+def _integer_problem(path: str, value: object, minimum: int) -> Problem | None:
+    """An optional integer field (absent or null is fine) of at least `minimum`."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        return _invalid_type(path, "an integer", value)
+    if value < minimum:
+        message = (
+            f"Invalid '{path}': integer below minimum value. Expected a value >= {minimum}, "
+            f"but got {value} instead."
+        )
+        return message, "integer_below_min_value", path
+    return None
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _unknown_parameter(path: str) -> Problem:
+    return f"Unknown parameter: '{path}'.", "unknown_parameter", path
+
+
+def _invalid_value(path: str, value: object, supported: tuple[str, ...]) -> Problem:
+    names = [f"'{name}'" for name in supported]
+    if len(names) <= 2:
+        listed = " and ".join(names)
+    else:
+        listed = ", ".join(names[:-1]) + f", and {names[-1]}"
+    return f"Invalid value: '{value}'. Supported values are: {listed}.", "invalid_value", path
+
+
+def _invalid_type(path: str, expected: str, value: object) -> Problem:
+    got = _json_kind(value)
+    message = f"Invalid type for '{path}': expected {expected}, but got {got} instead."
+    return message, "invalid_type", path
+
+
+def _json_kind(value: object) -> str:
+    """How the service names the JSON type of a value it did not expect."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"

@@ -20,6 +20,25 @@ side of the end-to-end tests. It behaves like the service wherever the bridge ca
   transcript.done: its transcript comes only in output_item.done and response.done;
 * a client `input_audio_buffer.commit` ends a turn the VAD has open (no speech_stopped follows)
   and, as the docs say, creates no response;
+* a client `response.create` starts a reply at any time, before any caller audio too (the agent
+  speaks first). Its `response` is checked as the service checks it (an unknown field is an
+  `unknown_parameter` error naming it); `conversation: "none"` (out of band) is refused as
+  unsupported. A stand-in cannot follow free text, so **a reply asked for with `instructions`
+  says exactly their first passage in double quotes** ("..." or curly quotes), with speech of
+  0.35 s a word (at least 0.8 s); instructions without one get the next scripted reply. Only
+  scripted replies move the script on: after a quoted greeting the caller's first turn still
+  gets the first scripted reply. `metadata` comes back in the response, as on the service;
+* `turn_detection.idle_timeout_ms` (GA, server_vad only, as on the service): the timeout counts
+  on the input-audio clock from where the last response's audio ends playing (response.done
+  plus the audio still to play at real time, as the stand-in streams faster); with no speech
+  by then, `input_audio_buffer.timeout_triggered` (the silent span), the silence committed as
+  an input_audio item (its transcription completes with ""), and a re-prompt reply
+  (`reprompt_lines`, cycling). It is armed again only by the next response's playback;
+* session.update checks turn detection, noise reduction and transcription fields against the
+  SDK's types (unknown fields, bad values and types are refused as the service words it);
+  `semantic_vad` ends turns on silence like server_vad, after 300/500/1000 ms for eagerness
+  high / medium or auto / low (`realtime.simulator.vad`); noise reduction and the
+  transcription language are kept in the session, and change nothing else;
 * usage counts the previous response's input as cached, split text/audio
   (`cached_tokens_details`, GA);
 * truncating past the end of an item, or cancelling when no response is in progress, fails
@@ -33,7 +52,8 @@ Randomness (delays, failures, chunk sizes) comes from per-connection generators 
 
 Run standalone: `python -m realtime.simulator.standin --port 8765` (`--help` for the timing
 flags: `--seed`, `--transcription-delay LOW HIGH`, `--transcription-failure-rate`,
-`--response-delay LOW HIGH`, `--first-audio-delay LOW HIGH`, `--even-chunks`).
+`--response-delay LOW HIGH`, `--first-audio-delay LOW HIGH`, `--even-chunks`,
+`--reprompt-line TEXT`).
 """
 
 from __future__ import annotations
@@ -62,6 +82,7 @@ __all__ = [
     "DEFAULT_CALLER_LINES",
     "DEFAULT_PORT",
     "DEFAULT_REPLIES",
+    "DEFAULT_REPROMPT_LINES",
     "Faults",
     "Handshake",
     "RealtimeStandIn",
@@ -82,6 +103,8 @@ DEFAULT_REPLIES: tuple[Reply, ...] = (
     Reply("Thanks, I have found it. It left our warehouse yesterday and arrives on Friday.", 3.2),
     Reply("Of course. Is there anything else I can do for you?", 2.2),
 )
+# What the model says to a caller silent past the session's idle_timeout_ms.
+DEFAULT_REPROMPT_LINES: tuple[str, ...] = ("Are you still there?",)
 DEFAULT_CALLER_LINES: tuple[str, ...] = (
     "Hi, I would like to check on my order.",
     "It was placed last Tuesday, order number four two seven.",
@@ -104,7 +127,10 @@ class RealtimeStandIn:
     """The stand-in server: `async with RealtimeStandIn() as standin:`, then `standin.url`.
 
     Each connection (session) answers with `replies` in turn and transcribes caller turns as
-    `caller_lines` in turn, both cycling and both starting over on a new connection. `speed` is
+    `caller_lines` in turn, both cycling and both starting over on a new connection; a caller
+    silent past the session's `idle_timeout_ms` hears `reprompt_lines` in turn, the same way.
+    A reply asked for with instructions quoting a passage says that passage instead (see the
+    module's docstring). `speed` is
     how many times faster than real time replies stream (0: no pauses at all). `faults` may be
     replaced at any time and applies to the following handshakes. With `echo`, every appended
     frame comes straight back as a `response.output_audio.delta` instead (no delays, no
@@ -130,6 +156,7 @@ class RealtimeStandIn:
         port: int = 0,
         replies: Sequence[Reply] = DEFAULT_REPLIES,
         caller_lines: Sequence[str] = DEFAULT_CALLER_LINES,
+        reprompt_lines: Sequence[str] = DEFAULT_REPROMPT_LINES,
         speed: float = 4.0,
         chunk_ms: int = 100,
         first_audio_delay_s: Delay = DEFAULT_FIRST_AUDIO_DELAY_S,
@@ -143,8 +170,8 @@ class RealtimeStandIn:
         faults: Faults | None = None,
         echo: bool = False,
     ) -> None:
-        if not replies or not caller_lines:
-            raise ValueError("replies and caller_lines must not be empty")
+        if not replies or not caller_lines or not reprompt_lines:
+            raise ValueError("replies, caller_lines and reprompt_lines must not be empty")
         if not 0.0 <= transcription_failure_rate <= 1.0:
             raise ValueError("transcription_failure_rate must be between 0 and 1")
         # Checked now, read on each use, so a test may assign new values between turns.
@@ -155,6 +182,7 @@ class RealtimeStandIn:
         self.requested_port = port
         self.replies = tuple(replies)
         self.caller_lines = tuple(caller_lines)
+        self.reprompt_lines = tuple(reprompt_lines)
         self.speed = speed
         self.chunk_ms = chunk_ms
         self.first_audio_delay_s = first_audio_delay_s
@@ -183,6 +211,9 @@ class RealtimeStandIn:
 
     def caller_line(self, number: int) -> str:
         return self.caller_lines[number % len(self.caller_lines)]
+
+    def reprompt_line(self, number: int) -> str:
+        return self.reprompt_lines[number % len(self.reprompt_lines)]
 
     # --- observation --------------------------------------------------------------------------
 
@@ -423,6 +454,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="audio deltas of exactly 100 ms each instead of a few samples more or less",
     )
+    parser.add_argument(
+        "--reprompt-line",
+        dest="reprompt_lines",
+        action="append",
+        metavar="TEXT",
+        help="what the model says to a caller silent past idle_timeout_ms (repeat for more; "
+        f"default: {DEFAULT_REPROMPT_LINES[0]!r})",
+    )
     args = parser.parse_args(argv)
     options = {
         "speed": args.speed,
@@ -430,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "transcription_failure_rate": args.transcription_failure_rate,
         "uneven_chunks": not args.even_chunks,
+        "reprompt_lines": tuple(args.reprompt_lines or DEFAULT_REPROMPT_LINES),
         **{dest: tuple(getattr(args, dest)) for _, dest, _, _ in delays},
     }
     asyncio.run(serve_forever(args.host, args.port, **options))

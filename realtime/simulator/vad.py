@@ -5,15 +5,53 @@ short while (100 ms here), `audio_start_ms` reaches back by `prefix_padding_ms`,
 after `silence_duration_ms` below it, `audio_end_ms` being that moment: the silence that closed
 the turn is included, as in the service's `speech_stopped.audio_end_ms` (a turn of speech ending
 at 2.0 s with the default 500 ms of silence stops at 2500 ms).
+
+`semantic_vad` ends a turn when the service's turn model judges the caller done (waiting at most
+8, 4 or 2 s for eagerness low, medium/auto, high). The stand-in has no such model: it ends a
+semantic_vad turn on silence as server_vad does (default threshold and padding), after a closing
+silence the eagerness sets (`SEMANTIC_SILENCE_MS`): high 300 ms, medium and auto 500 ms, low
+1000 ms. So eagerness changes when the reply comes, in the direction the service's would.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 FRAME_MS = 10
+# The silence that closes a semantic_vad turn here, by eagerness (see the module's docstring).
+SEMANTIC_SILENCE_MS = {"high": 300, "medium": 500, "auto": 500, "low": 1000}
+
+
+@dataclass(frozen=True)
+class TurnSettings:
+    """What the energy VAD needs of a session's turn detection (the service's defaults)."""
+
+    threshold: float = 0.5
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 500
+
+
+def turn_settings(detection: Mapping[str, Any]) -> TurnSettings:
+    """The VAD settings of a turn detection (server_vad or semantic_vad); absent or null
+    fields are the service's defaults."""
+    if detection.get("type") == "semantic_vad":
+        eagerness = str(detection.get("eagerness") or "auto")
+        return TurnSettings(silence_duration_ms=SEMANTIC_SILENCE_MS.get(eagerness, 500))
+    defaults = TurnSettings()
+
+    def number(key: str, default: float) -> float:
+        value = detection.get(key)
+        return default if value is None else float(value)
+
+    return TurnSettings(
+        threshold=number("threshold", defaults.threshold),
+        prefix_padding_ms=int(number("prefix_padding_ms", defaults.prefix_padding_ms)),
+        silence_duration_ms=int(number("silence_duration_ms", defaults.silence_duration_ms)),
+    )
 
 
 @dataclass(frozen=True)

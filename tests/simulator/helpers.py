@@ -12,16 +12,39 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from openai.types.beta import realtime as beta
+from openai.types.realtime import RealtimeServerEvent
+from pydantic import TypeAdapter
+from support import unknown_keys
 from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import ServerConnection
 
 from audio.g711 import ulaw_encode
+from realtime.simulator.connection import StandInConnection
 from realtime.simulator.speech import silence, speech
 
 AUTH_TOKEN = "0123456789abcdef0123456789abcdef"
 PUBLIC_BASE_URL = "https://voice.example.com"
 TWIML_STREAM_URL = "wss://voice.example.com/streams"
+
+GA_SERVER = TypeAdapter(RealtimeServerEvent)
+BETA_SERVER = TypeAdapter(beta.RealtimeServerEvent)
+# The service's session objects carry these; the SDK's session.created/updated types (built on
+# the session *request*) do not declare them. Everything else must be declared.
+SESSION_EXTRAS = {".session.id", ".session.object", ".session.expires_at"}
+
+
+def assert_all_sdk_valid(connection: StandInConnection) -> None:
+    """Every event the connection sent parses as the SDK's server event of its type, with no
+    undeclared key and nothing coerced or dropped."""
+    adapter = GA_SERVER if connection.protocol == "ga" else BETA_SERVER
+    assert connection.sent
+    for event in connection.sent:
+        model = adapter.validate_python(event)
+        assert model.type == event["type"]
+        assert set(unknown_keys(model)) <= SESSION_EXTRAS, event["type"]
+        assert model.model_dump(exclude_unset=True) == event, event["type"]
 
 
 # --- the stand-in and a raw client for it ---------------------------------------------------
@@ -67,6 +90,16 @@ class RealtimeClient:
             },
         )
         return await self.until("session.updated")
+
+
+async def until_all(client: RealtimeClient, *event_types: str) -> None:
+    """Read events until one of each type has arrived (in any order)."""
+    while not all(of_type(client, event_type) for event_type in event_types):
+        await client.next_event()
+
+
+def of_type(client: RealtimeClient, event_type: str) -> list[dict[str, Any]]:
+    return [e for e in client.events if e["type"] == event_type]
 
 
 def caller_turn(speech_s: float = 1.5, *, lead_s: float = 0.5, tail_s: float = 1.0) -> bytes:

@@ -16,28 +16,24 @@ from typing import Any
 
 import numpy as np
 import pytest
-from openai.types.beta import realtime as beta
-from openai.types.realtime import RealtimeServerEvent
-from pydantic import TypeAdapter
-from simulator.helpers import RealtimeClient, caller_turn
-from support import unknown_keys
+from simulator.helpers import (
+    RealtimeClient,
+    assert_all_sdk_valid,
+    caller_turn,
+    of_type,
+    until_all,
+)
 from websockets.asyncio.client import connect
 
 from audio.convert import pcm16_to_bytes
 from audio.g711 import ulaw_encode
 from realtime.simulator import protocol as rt
-from realtime.simulator.connection import StandInConnection
 from realtime.simulator.speech import silence, speech
 from realtime.simulator.standin import DEFAULT_CALLER_LINES, DEFAULT_REPLIES, RealtimeStandIn
 from realtime.simulator.timing import chunk_sizes, connection_rng, delay_range
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 
-GA_SERVER = TypeAdapter(RealtimeServerEvent)
-BETA_SERVER = TypeAdapter(beta.RealtimeServerEvent)
-# The service's session objects carry these; the SDK's session.created/updated types (built on
-# the session *request*) do not declare them. Everything else must be declared.
-SESSION_EXTRAS = {".session.id", ".session.object", ".session.expires_at"}
 TRANSCRIPTION = "conversation.item.input_audio_transcription"
 
 
@@ -49,18 +45,6 @@ async def standin() -> AsyncIterator[RealtimeStandIn]:
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def assert_all_sdk_valid(connection: StandInConnection) -> None:
-    """Every event the connection sent parses as the SDK's server event of its type, with no
-    undeclared key and nothing coerced or dropped."""
-    adapter = GA_SERVER if connection.protocol == "ga" else BETA_SERVER
-    assert connection.sent
-    for event in connection.sent:
-        model = adapter.validate_python(event)
-        assert model.type == event["type"]
-        assert set(unknown_keys(model)) <= SESSION_EXTRAS, event["type"]
-        assert model.model_dump(exclude_unset=True) == event, event["type"]
 
 
 class Timed:
@@ -83,16 +67,6 @@ class Timed:
             if event["type"] == event_type and item_id in (None, event.get("item_id")):
                 return at
         raise AssertionError(f"no {event_type}")
-
-
-async def until_all(client: RealtimeClient, *event_types: str) -> None:
-    """Read events until one of each type has arrived (in any order)."""
-    while not all(of_type(client, event_type) for event_type in event_types):
-        await client.next_event()
-
-
-def of_type(client: RealtimeClient, event_type: str) -> list[dict[str, Any]]:
-    return [e for e in client.events if e["type"] == event_type]
 
 
 def delta_sizes(client: RealtimeClient, event_type: str) -> list[int]:

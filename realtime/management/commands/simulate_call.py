@@ -14,12 +14,18 @@ that stand-in for the duration of the call:
     OPENAI_REALTIME_URL=ws://127.0.0.1:8765/v1/realtime .venv/bin/python manage.py simulate_call
 
 (the command starts a stand-in whenever OPENAI_REALTIME_URL is a loopback ws:// URL where
-nothing listens yet). The caller can only see what Twilio sees: the audio and marks it gets
-back, the clears, and the latency from the end of its speech to the first agent audio. When the
-server writes to the same database as this command (the default in development), the command
-then waits for the call to be finalized and prints the server's record beside what the caller
-saw: the transcript (interrupted and inaudible lines marked), the latency the server measured,
-and the cost of the usage the model reported. The admin page has the rest.
+nothing listens yet).
+
+The call dials (the webhook's `To`) the first phone number of the agent `--agent <slug>` names,
+so that agent answers; without it, TWILIO_PHONE_NUMBER if set, else the simulated caller's
+default number (which reaches the default agent).
+
+The caller can only see what Twilio sees: the audio and marks it gets back, the clears, and
+the latency from the end of its speech to the first agent audio. When the server writes to the
+same database as this command (the default in development), the command then waits for the
+call to be finalized and prints the server's record beside what the caller saw: the transcript
+(interrupted and inaudible lines marked), the latency the server measured, and the cost of the
+usage the model reported. The admin page has the rest.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
+from agents.selectors import agent_by_slug, agent_choices, agent_first_number
 from calls.models import Call
 from realtime.simulator.caller import CallReport, SimulatedTwilioCaller, WebhookRejected
 from realtime.simulator.script import Step, standard_call, timed_call
@@ -73,6 +80,32 @@ def loopback_standin_port(realtime_url: str) -> int | None:
     return parts.port or 80
 
 
+def agent_number(slug: str) -> str:
+    """The number that reaches agent `slug`: its first phone number."""
+    try:
+        agent = agent_by_slug(slug=slug)
+        if agent is None:
+            known = ", ".join(known_slug for known_slug, _ in agent_choices(limit=20))
+            raise CommandError(f"no agent with the slug '{slug}' (agents: {known or 'none yet'})")
+        number = agent_first_number(agent=agent)
+    except DatabaseError as exc:
+        raise CommandError(f"cannot read the agents ({exc}): run `manage.py migrate`") from None
+    if number is None:
+        raise CommandError(
+            f"agent '{slug}' has no phone number to dial: give it one in the admin "
+            "(Agents) or with PATCH /api/agents/<slug>"
+        )
+    return number
+
+
+def dialled_number(agent_slug: str | None) -> str | None:
+    """The `To` of the call: the agent's first number, else TWILIO_PHONE_NUMBER, else None
+    (the simulated caller's default)."""
+    if agent_slug:
+        return agent_number(agent_slug)
+    return settings.TWILIO_PHONE_NUMBER or None
+
+
 class Command(BaseCommand):
     help = "Place a simulated Twilio call against a running bridge server and summarise it."
 
@@ -93,6 +126,12 @@ class Command(BaseCommand):
             help="talk over the agent's second reply (with the standard call)",
         )
         parser.add_argument(
+            "--agent",
+            metavar="SLUG",
+            help="dial this agent's first phone number, so that it answers (default: "
+            "TWILIO_PHONE_NUMBER, else a number that reaches the default agent)",
+        )
+        parser.add_argument(
             "--standin-port",
             type=int,
             help="run a realtime stand-in on this port for the call (the server must use it)",
@@ -102,6 +141,8 @@ class Command(BaseCommand):
         # The summary is the output; per-connection lines of the stand-in's server are noise.
         logging.getLogger("websockets").setLevel(logging.WARNING)
         url = (options["url"] or f"http://127.0.0.1:{settings.PORT}").rstrip("/")
+        # Before the server check: a wrong slug is the clearer error.
+        options["to_number"] = dialled_number(options["agent"])
         self._check_server(url)
         script = self._script(options["seconds"], options["barge_in"])
         limit = (options["seconds"] or 60.0) + 30.0
@@ -133,18 +174,22 @@ class Command(BaseCommand):
                 "TWILIO_AUTH_TOKEN is empty: sending no X-Twilio-Signature. The server must run "
                 "in development with no auth token too, or it will answer 403."
             )
+        dial = {"to_number": options["to_number"]} if options["to_number"] else {}
         caller = SimulatedTwilioCaller(
             url,
             auth_token=token,
             public_base_url=options["public_base_url"] or url,
             # A server with TWILIO_ACCOUNT_SID set refuses other accounts' calls.
             account_sid=settings.TWILIO_ACCOUNT_SID or None,
+            **dial,
         )
         standin = self._standin(options["standin_port"])
         async with standin if standin is not None else contextlib.nullcontext():
             if standin is not None:
                 self.stdout.write(f"Realtime stand-in running at {standin.url} for this call.")
-            self.stdout.write(f"Calling {url} as {caller.webhook_params['From']} ...")
+            params = caller.webhook_params
+            agent = f" (agent {options['agent']})" if options["agent"] else ""
+            self.stdout.write(f"Calling {params['To']}{agent} at {url} as {params['From']} ...")
             try:
                 report = await caller.call(script, max_seconds=limit)
             except WebhookRejected as exc:
