@@ -42,6 +42,7 @@ from realtime import model as m
 from realtime.lifecycle import RecordingLease
 from realtime.store import PENDING_FINALIZATIONS, CallStore
 from telephony import messages as tw
+from telephony.twiml import TIME_LIMIT_REASON
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,9 @@ BENIGN_MODEL_ERRORS = frozenset({"response_cancel_not_active", "input_audio_buff
 MAX_MEDIA_LEAD_MS = 5_000.0
 # The line of a caller turn the service heard but could not transcribe.
 INAUDIBLE_TEXT = "[inaudible]"
+# How long the bridge waits, at the time limit, for a reply in flight to finish and then for
+# the goodbye to be said and heard, before it hangs up anyway.
+FAREWELL_WAIT_S = 15.0
 # The calls this process is bridging, by call id (one media stream per call).
 ACTIVE_BRIDGES: dict[str, CallBridge] = {}
 
@@ -165,8 +169,9 @@ class CallBridge:
         call_id: str,
         start: tw.Start,
         twilio: TwilioSocket,
-        model_factory: Callable[[m.ContextProvider], m.ModelSession],
+        model_factory: Callable[[m.ContextProvider, m.AgentConfig], m.ModelSession],
         recorder: CallRecorder,
+        agent: m.AgentConfig,
         store: CallStore,
         lease: RecordingLease | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -176,7 +181,8 @@ class CallBridge:
         self.call_sid = start.call_sid
         self.start_message = start
         self.twilio = twilio
-        self.model = model_factory(self.context)
+        self.agent = agent
+        self.model = model_factory(self.context, agent)
         self.recorder = recorder
         self.store = store
         self.lease = lease
@@ -189,7 +195,9 @@ class CallBridge:
         self._ending: asyncio.Task[None] | None = None
         self._model_task: asyncio.Task[None] | None = None  # connect, then consume events
         self._model_up = False  # a session is configured and its socket has not dropped
-        self._model_changed = asyncio.Event()  # set per model event once the call has ended
+        self._model_changed = asyncio.Event()  # set per model event (waits re-check on it)
+        self._time_limit: asyncio.Task[None] | None = None
+        self._idle_items: set[str] = set()  # silent turns the service committed at idle
         self._sequence = 0
         self._context: list[ContextLine] = []
         self._last_chunk = 0
@@ -231,6 +239,10 @@ class CallBridge:
             tracks=self.start_message.tracks,
         )
         self._model_task = asyncio.create_task(self._run_model(), name=f"model-{self.call_id}")
+        if self.agent.max_call_minutes:
+            self._time_limit = asyncio.create_task(
+                self._end_at_time_limit(self.agent.max_call_minutes * 60.0)
+            )
 
     async def _run_model(self) -> None:
         try:
@@ -242,40 +254,88 @@ class CallBridge:
         logger.info("call bridged")
         await self._consume_model_events()
 
-    async def end(self, reason: str, *, close_twilio: bool = False, settle: bool = False) -> None:
+    async def end(
+        self,
+        reason: str,
+        *,
+        close_twilio: bool = False,
+        settle: bool = False,
+        hang_up: bool = False,
+    ) -> None:
         """Finish the call once; a later call waits for the first to hand over to finalization.
 
         `settle` (the caller hung up): the turn they were speaking is committed, and pending
         transcriptions and the agent's last line get up to CALL_END_SETTLE_S to arrive, so the
-        last words before a hang-up are on the record.
+        last words before a hang-up are on the record. `close_twilio` hands the call back to
+        Twilio, which asks /twilio/stream-ended how to go on: the fallback (message, human)
+        unless `hang_up`, when the reason is recorded first and Twilio is told to hang up.
         """
         if self._ending is None:
             self.ended = True
             self._ending = asyncio.create_task(
-                self._end(reason, close_twilio=close_twilio, settle=settle)
+                self._end(reason, close_twilio=close_twilio, settle=settle, hang_up=hang_up)
             )
         await asyncio.shield(self._ending)
 
-    async def _end(self, reason: str, *, close_twilio: bool, settle: bool) -> None:
+    async def _end(self, reason: str, *, close_twilio: bool, settle: bool, hang_up: bool) -> None:
         end_ms = self.now_ms()
         self._cut_playback(end_ms)
         if settle:
             await self._settle_model()
         self._settle_agent_lines(force=True)
-        if self._model_task is not None:
-            self._model_task.cancel()
-            await asyncio.gather(self._model_task, return_exceptions=True)
+        for task in (self._model_task, self._time_limit):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.model.close()
         if close_twilio:
-            # Closing the stream hands the call back to Twilio: the TwiML after <Connect>
-            # (fallback message or <Dial>) runs, so the caller is not left in dead air.
+            if hang_up:
+                await self.store.end_reason_note(reason)
             with contextlib.suppress(Exception):
                 await self.twilio.close(1000)
         self.finalization = asyncio.create_task(self._finalize(reason, end_ms))
         PENDING_FINALIZATIONS.add(self.finalization)
         self.finalization.add_done_callback(PENDING_FINALIZATIONS.discard)
         logger.info("call ended: %s", reason)
+
+    async def _end_at_time_limit(self, limit_s: float) -> None:
+        """The agent's max_call_minutes: let a reply in flight finish, have the agent say
+        goodbye, let the caller hear it, then hang up (each wait bounded)."""
+        await asyncio.sleep(max(0.0, limit_s - self.now_ms() / 1000.0))
+        if self.ended:
+            return
+        logger.info("call time limit of %.0f min reached: saying goodbye", limit_s / 60)
+        await self._wait_for(lambda: not self._response_in_progress, FAREWELL_WAIT_S)
+        replies_before = self.measures.turns
+        await self._say("The call has reached its time limit.", settings.CALL_TIME_LIMIT_GOODBYE)
+
+        def goodbye_heard() -> bool:
+            said = self.measures.turns > replies_before and not self._response_in_progress
+            return said and self._playback_end_ms <= self.now_ms()
+
+        await self._wait_for(goodbye_heard, FAREWELL_WAIT_S)
+        await self.end(TIME_LIMIT_REASON, close_twilio=True, hang_up=True)
+
+    async def _say(self, occasion: str, words: str) -> None:
+        """Ask for one reply that says `words` as written (quoted, so the model, and the
+        stand-in, know exactly what to say)."""
+        quoted = words.replace('"', "'")
+        await self.model.instruct(f'{occasion} Say exactly this, nothing more: "{quoted}"')
+
+    async def _wait_for(self, condition: Callable[[], bool], timeout_s: float) -> bool:
+        """Wait until `condition()` holds (re-checked on each model event and every 100 ms,
+        since playback advances with time, not events); False after timeout_s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not condition():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            self._model_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._model_changed.wait(), min(0.1, remaining))
+        return True
 
     def _cut_playback(self, end_ms: float) -> None:
         """Agent audio the caller had not heard when the call ended, they never will."""
@@ -298,16 +358,8 @@ class CallBridge:
             if open_turn is not None:
                 open_turn.end_ms = max(open_turn.start_ms, self._caller_audio_end_ms)
                 await self.model.commit_audio()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + settings.CALL_END_SETTLE_S
-        while not self._settled():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                logger.info("call end: gave up waiting for the model's last events")
-                return
-            self._model_changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._model_changed.wait(), remaining)
+        if not await self._wait_for(self._settled, settings.CALL_END_SETTLE_S):
+            logger.info("call end: gave up waiting for the model's last events")
 
     def _settled(self) -> bool:
         """Nothing more to wait for: no reply in flight, every closed caller turn transcribed,
@@ -434,8 +486,7 @@ class CallBridge:
         try:
             async for event in self.model.events():
                 await self._on_model_event(event)
-                if self.ended:
-                    self._model_changed.set()  # the end-of-call wait re-checks what it needs
+                self._model_changed.set()  # waits for the model's next move re-check now
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -454,6 +505,9 @@ class CallBridge:
             self._on_caller_transcript(event)  # type: ignore[arg-type]
         elif kind is m.CallerTranscriptFailed:
             self._on_caller_transcript_failed(event)  # type: ignore[arg-type]
+        elif kind is m.CallerIdle:
+            self._idle_items.add(event.item_id)  # type: ignore[union-attr]
+            logger.info("caller silent past the idle timeout: the agent re-prompts")
         elif kind is m.AgentTranscriptDone:
             self._on_agent_transcript(event)  # type: ignore[arg-type]
         elif kind is m.ResponseStarted:
@@ -488,6 +542,10 @@ class CallBridge:
         else:
             self._session_origin_ms = None
         if not event.reconnect_attempt:
+            if self.agent.greeting:
+                # Speak first: the greeting is a reply like any other (heard, recorded,
+                # transcribed), asked for as soon as the session is ready.
+                await self._say("Greet the caller now.", self.agent.greeting)
             return
         self.measures.reconnects += 1
         # A new session has no response in flight, and the old one's turns will never be
@@ -619,6 +677,8 @@ class CallBridge:
         return span.start_ms, span.end_ms if span.end_ms is not None else now
 
     def _on_caller_transcript(self, event: m.CallerTranscriptDone) -> None:
+        if event.item_id in self._idle_items:
+            return  # the silence an idle timeout committed: the caller said nothing
         start, end = self._take_caller_span(event.item_id)
         text = event.text.strip()
         if text:
@@ -628,6 +688,8 @@ class CallBridge:
     def _on_caller_transcript_failed(self, event: m.CallerTranscriptFailed) -> None:
         """The caller said something the service could not make out: the turn keeps its place
         on the timeline, marked; the model heard the audio, so nothing is replayed as text."""
+        if event.item_id in self._idle_items:
+            return
         start, end = self._take_caller_span(event.item_id)
         logger.info("caller turn not transcribed: %s", event.message)
         self._add_line("caller", INAUDIBLE_TEXT, start, end, item_id=event.item_id, inaudible=True)

@@ -143,7 +143,7 @@ class _Refused(_AttemptFailed):
 
 def session_url(settings: RealtimeSettings) -> str:
     separator = "&" if "?" in settings.url else "?"
-    return f"{settings.url}{separator}{urlencode({'model': settings.model})}"
+    return f"{settings.url}{separator}{urlencode({'model': settings.agent.model})}"
 
 
 def session_headers(settings: RealtimeSettings) -> dict[str, str]:
@@ -179,7 +179,7 @@ class OpenAIRealtimeSession:
         self._retry_streak = 0  # reconnect attempts since the last stable session
         self._ready_at = 0.0
         self._connect_replayed_ms = 0.0  # caller audio sent while the first connect was made
-        self._closing_silence_ms = protocol.closing_silence_ms(settings)
+        self._closing_silence_ms = protocol.closing_silence_ms(settings.agent)
         self.reconnects = 0
         self.audio_dropped_frames = 0  # lost: the session had failed or was closed
         self.audio_replayed_frames = 0  # sent again to a new session after a drop
@@ -490,6 +490,9 @@ class OpenAIRealtimeSession:
 
     async def request_response(self) -> None:
         await self._send(protocol.response_create())
+
+    async def instruct(self, instructions: str) -> None:
+        await self._send(protocol.response_create(instructions))
 
     async def _send(self, event: dict[str, Any]) -> bool:
         """Send one control event; False (dropped) while disconnected."""

@@ -11,32 +11,62 @@ the audio toolkit's streaming converters.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal, Protocol
 
 AudioFormat = Literal["audio/pcmu", "audio/pcm"]
 Role = Literal["user", "assistant"]
 
 
-@dataclass(frozen=True)
-class RealtimeSettings:
-    """Everything needed to open and configure one model session (see settings.REALTIME)."""
+TurnDetection = Literal["server_vad", "semantic_vad"]
+Eagerness = Literal["low", "medium", "high", "auto"]
+NoiseReduction = Literal["", "near_field", "far_field"]
 
-    url: str
-    model: str
-    api_key: str = field(repr=False)  # never in a repr, so never in a log line
-    protocol: Literal["ga", "beta"] = "ga"
-    audio_format: AudioFormat = "audio/pcmu"
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """What the model is told on one call: the answering agent's configuration as it was when
+    the call came in (agents.services.agent_config builds the dict this is read from, and the
+    call keeps it as its snapshot, so editing the agent never changes a call under way)."""
+
+    model: str = "gpt-realtime"
     instructions: str = "You are a helpful, concise voice assistant on a phone call."
+    greeting: str = ""  # said first, as soon as the session is ready; empty: wait for the caller
     voice: str = "alloy"
-    turn_detection: Literal["server_vad", "semantic_vad"] = "server_vad"
-    # server_vad only: sent explicitly (the service's defaults) so the bridge knows how much
-    # silence closes a turn, and so where the caller's speech really ended (latency).
+    language: str = ""  # ISO-639-1 hint for the caller's transcription; empty: detect
+    turn_detection: TurnDetection = "server_vad"
+    # server_vad: sent explicitly, so the bridge knows how much silence closes a turn (and so
+    # where the caller's speech really ended, for latency).
     vad_threshold: float = 0.5
     vad_prefix_padding_ms: int = 300
     vad_silence_duration_ms: int = 500
+    vad_eagerness: Eagerness = "auto"  # semantic_vad only
+    noise_reduction: NoiseReduction = ""  # empty: off
+    idle_timeout_ms: int | None = None  # server_vad: re-prompt a caller silent this long
     transcription_model: str = "gpt-4o-mini-transcribe"
+    max_call_minutes: int | None = None  # ended politely at this length; None: no limit
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> AgentConfig:
+        """From a snapshot; keys this version does not know are ignored, missing ones default."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RealtimeSettings:
+    """Everything needed to open and configure one model session: the deployment's connection
+    settings (settings.OPENAI_*, REALTIME_*) and the answering agent's configuration."""
+
+    url: str
+    api_key: str = field(repr=False)  # never in a repr, so never in a log line
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    protocol: Literal["ga", "beta"] = "ga"
+    audio_format: AudioFormat = "audio/pcmu"
     max_reconnects: int = 5
     backoff_base_s: float = 0.25
     backoff_max_s: float = 8.0
@@ -121,6 +151,14 @@ class SpeechStopped:
 
 
 @dataclass(frozen=True)
+class CallerIdle:
+    """The caller stayed silent past the agent's idle timeout: the service commits the silence
+    as a turn of its own (`item_id`, never a real caller line) and re-prompts them."""
+
+    item_id: str
+
+
+@dataclass(frozen=True)
 class ResponseStarted:
     response_id: str
 
@@ -184,6 +222,7 @@ ModelEvent = (
     | CallerTranscriptFailed
     | SpeechStarted
     | SpeechStopped
+    | CallerIdle
     | ResponseStarted
     | ResponseDone
     | ModelError
@@ -218,6 +257,9 @@ class ModelSession(Protocol):
 
     async def request_response(self) -> None:
         """Ask for a reply to the conversation as it stands (after a replay)."""
+
+    async def instruct(self, instructions: str) -> None:
+        """Ask for one reply following `instructions` now (speak first, say goodbye)."""
 
     def events(self) -> AsyncIterator[ModelEvent]:
         """Events until close() or SessionFailed; reconnects happen inside."""

@@ -20,8 +20,10 @@ from typing import Any, Literal
 import orjson
 
 from realtime.model import (
+    AgentConfig,
     AgentTranscriptDone,
     AudioDelta,
+    CallerIdle,
     CallerTranscriptDone,
     CallerTranscriptFailed,
     ContextItem,
@@ -85,55 +87,74 @@ def _ga_audio_format(settings: RealtimeSettings) -> dict[str, Any]:
 
 
 def _ga_session(settings: RealtimeSettings) -> dict[str, Any]:
+    agent = settings.agent
     audio_format = _ga_audio_format(settings)
+    audio_input: dict[str, Any] = {
+        "format": audio_format,
+        "transcription": _transcription(agent),
+        "turn_detection": turn_detection(agent, idle_timeout=True),
+    }
+    if agent.noise_reduction:
+        audio_input["noise_reduction"] = {"type": agent.noise_reduction}
     return {
         "type": "realtime",
-        "model": settings.model,
-        "instructions": settings.instructions,
+        "model": agent.model,
+        "instructions": agent.instructions,
         # GA allows one output modality; audio responses carry their transcript anyway.
         "output_modalities": ["audio"],
         "audio": {
-            "input": {
-                "format": audio_format,
-                "transcription": {"model": settings.transcription_model},
-                "turn_detection": turn_detection(settings),
-            },
-            "output": {"format": audio_format, "voice": settings.voice},
+            "input": audio_input,
+            "output": {"format": audio_format, "voice": agent.voice},
         },
     }
 
 
+def _transcription(agent: AgentConfig) -> dict[str, Any]:
+    transcription = {"model": agent.transcription_model}
+    if agent.language:
+        transcription["language"] = agent.language
+    return transcription
+
+
 def _beta_session(settings: RealtimeSettings) -> dict[str, Any]:
+    agent = settings.agent
     audio_format = "pcm16" if settings.audio_format == "audio/pcm" else "g711_ulaw"
-    return {
+    session: dict[str, Any] = {
         # Beta needs both modalities for spoken answers; ["audio"] alone is rejected.
         "modalities": ["audio", "text"],
-        "instructions": settings.instructions,
-        "voice": settings.voice,
+        "instructions": agent.instructions,
+        "voice": agent.voice,
         "input_audio_format": audio_format,
         "output_audio_format": audio_format,
-        "input_audio_transcription": {"model": settings.transcription_model},
-        "turn_detection": turn_detection(settings),
+        "input_audio_transcription": _transcription(agent),
+        # Beta has no idle timeout: a silent caller is not re-prompted there.
+        "turn_detection": turn_detection(agent, idle_timeout=False),
     }
+    if agent.noise_reduction:
+        session["input_audio_noise_reduction"] = {"type": agent.noise_reduction}
+    return session
 
 
-def turn_detection(settings: RealtimeSettings) -> dict[str, Any]:
-    """The same shape in GA and beta; server_vad's numbers are always sent, so the silence that
-    closes a turn is known here rather than assumed to be the service's default."""
-    if settings.turn_detection == "semantic_vad":
-        return {"type": "semantic_vad"}
-    return {
+def turn_detection(agent: AgentConfig, *, idle_timeout: bool) -> dict[str, Any]:
+    """Nearly the same shape in GA and beta; server_vad's numbers are always sent, so the
+    silence that closes a turn is known here rather than assumed to be the service's default."""
+    if agent.turn_detection == "semantic_vad":
+        return {"type": "semantic_vad", "eagerness": agent.vad_eagerness}
+    detection: dict[str, Any] = {
         "type": "server_vad",
-        "threshold": settings.vad_threshold,
-        "prefix_padding_ms": settings.vad_prefix_padding_ms,
-        "silence_duration_ms": settings.vad_silence_duration_ms,
+        "threshold": agent.vad_threshold,
+        "prefix_padding_ms": agent.vad_prefix_padding_ms,
+        "silence_duration_ms": agent.vad_silence_duration_ms,
     }
+    if idle_timeout and agent.idle_timeout_ms:
+        detection["idle_timeout_ms"] = agent.idle_timeout_ms
+    return detection
 
 
-def closing_silence_ms(settings: RealtimeSettings) -> int:
+def closing_silence_ms(agent: AgentConfig) -> int:
     """How much silence `speech_stopped.audio_end_ms` includes: server_vad's configured
     silence; semantic_vad ends turns on meaning, after no fixed silence, so none is assumed."""
-    return settings.vad_silence_duration_ms if settings.turn_detection == "server_vad" else 0
+    return agent.vad_silence_duration_ms if agent.turn_detection == "server_vad" else 0
 
 
 def input_audio_append(audio_b64: str) -> bytes:
@@ -161,7 +182,10 @@ def response_cancel() -> dict[str, Any]:
     return {"type": "response.cancel"}
 
 
-def response_create() -> dict[str, Any]:
+def response_create(instructions: str = "") -> dict[str, Any]:
+    """Ask for a reply; `instructions` steer this one reply only (a greeting, a goodbye)."""
+    if instructions:
+        return {"type": "response.create", "response": {"instructions": instructions}}
     return {"type": "response.create"}
 
 
@@ -272,6 +296,10 @@ def _speech_stopped(data: dict[str, Any]) -> SpeechStopped:
     return SpeechStopped(item_id=data["item_id"], audio_end_ms=end, speech_end_ms=end)
 
 
+def _caller_idle(data: dict[str, Any]) -> CallerIdle:
+    return CallerIdle(item_id=data["item_id"])
+
+
 def _response_created(data: dict[str, Any]) -> ResponseStarted:
     return ResponseStarted(response_id=data["response"]["id"])
 
@@ -346,6 +374,7 @@ _COMMON: dict[str, _Parser] = {
     "response.output_item.done": _output_item_done,
     "input_audio_buffer.speech_started": _speech_started,
     "input_audio_buffer.speech_stopped": _speech_stopped,
+    "input_audio_buffer.timeout_triggered": _caller_idle,
     "response.created": _response_created,
     "response.done": _response_done,
     "error": _error,

@@ -70,9 +70,10 @@ def _recording_upload(call_id: str, recording: RecordingFile) -> str | None:
     return services.recording_file_store(call_id=call_id, recording=recording)
 
 
-async def call_stream_claim(*, call_id: str, stream_sid: str) -> bool | None:
-    """services.call_stream_claim on the writer thread (once per call, never per frame); None
-    when the database cannot answer, so an outage does not refuse calls."""
+async def call_stream_claim(*, call_id: str, stream_sid: str) -> dict[str, Any] | None:
+    """services.call_stream_claim on the writer thread (once per call, never per frame): the
+    call's agent snapshot once its stream is claimed, None when the claim is refused. A
+    database that cannot answer refuses nothing: the call goes on with no snapshot ({})."""
     loop = asyncio.get_running_loop()
     claim = _in_writer_thread(
         lambda: services.call_stream_claim(call_id=call_id, stream_sid=stream_sid)
@@ -81,7 +82,7 @@ async def call_stream_claim(*, call_id: str, stream_sid: str) -> bool | None:
         return await loop.run_in_executor(_WRITER, claim)
     except Exception as exc:
         logger.warning("stream claim for call %s unanswered (%s)", call_id, type(exc).__name__)
-        return None
+        return {}
 
 
 @dataclass
@@ -155,6 +156,21 @@ class CallStore:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"call-store-{self.call_id}")
+
+    async def end_reason_note(self, reason: str, *, timeout_s: float = 2.0) -> bool:
+        """Record why the call ends now, ahead of finalization: Twilio asks how to go on
+        (/twilio/stream-ended) the moment the stream closes, from any process, and the answer
+        depends on it. Bounded: False (the caller gets the fallback) if it cannot be written."""
+        loop = asyncio.get_running_loop()
+        note = _in_writer_thread(
+            lambda: services.call_end_reason_set(call_id=self.call_id, reason=reason)
+        )
+        try:
+            await asyncio.wait_for(loop.run_in_executor(_WRITER, note), timeout_s)
+        except Exception as exc:
+            logger.warning("end reason not recorded before the stream closed (%s)", exc)
+            return False
+        return True
 
     # --- the writer ---------------------------------------------------------------------------
 

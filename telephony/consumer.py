@@ -23,9 +23,9 @@ from django.conf import settings
 from audio.recorder import CallRecorder
 from realtime.bridge import ACTIVE_BRIDGES, CallBridge
 from realtime.client import OpenAIRealtimeSession
-from realtime.configuration import realtime_settings
+from realtime.configuration import environment_agent_config, realtime_settings
 from realtime.lifecycle import SHUTDOWN_REASON, RecordingLease, recording_path
-from realtime.model import ContextProvider, ModelSession
+from realtime.model import AgentConfig, ContextProvider, ModelSession
 from realtime.store import CallStore, call_stream_claim
 from telephony import messages as tw
 from telephony.security import (
@@ -73,9 +73,9 @@ class FrameBudget:
         return True
 
 
-def default_model_factory(context: ContextProvider) -> ModelSession:
+def default_model_factory(context: ContextProvider, agent: AgentConfig) -> ModelSession:
     return OpenAIRealtimeSession(
-        realtime_settings(),
+        realtime_settings(agent),
         context,
         ping_interval_s=settings.REALTIME_PING_INTERVAL_S,
         ping_timeout_s=settings.REALTIME_PING_TIMEOUT_S,
@@ -211,29 +211,30 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             logger.warning("media stream refused: another account (%s)", message.account_sid)
             await self.close(POLICY_VIOLATION)
             return
-        if not await self._first_stream_of(call_id, message.stream_sid):
+        snapshot = await self._claim_first_stream(call_id, message.stream_sid)
+        if snapshot is None:
             logger.warning("media stream refused: call %s already had its stream", call_id)
             await self.close(POLICY_VIOLATION)
             return
         if self._start_timer is not None:
             self._start_timer.cancel()
-        await self._bridge_call(call_id, message)
+        await self._bridge_call(call_id, message, _agent_of(snapshot))
 
-    async def _first_stream_of(self, call_id: str, stream_sid: str) -> bool:
-        """A call is bridged once, ever: its token stays valid for minutes after the call has
-        ended, so a replayed `start` must not open a second bridge (here or in a sibling
-        process). This process remembers its calls; the database settles the rest."""
+    async def _claim_first_stream(self, call_id: str, stream_sid: str) -> dict[str, Any] | None:
+        """The call's agent snapshot, or None: a call is bridged once, ever. Its token stays
+        valid for minutes after the call has ended, so a replayed `start` must not open a
+        second bridge (here or in a sibling process). This process remembers its calls; the
+        database settles the rest."""
         now = time.monotonic()
         for known, at in list(BRIDGED_CALLS.items()):
             if now - at > settings.STREAM_TOKEN_TTL_S:
                 del BRIDGED_CALLS[known]  # its token has expired: nothing left to refuse
         if call_id in BRIDGED_CALLS:
-            return False
+            return None
         BRIDGED_CALLS[call_id] = now
-        claimed = await call_stream_claim(call_id=call_id, stream_sid=stream_sid)
-        return claimed is not False
+        return await call_stream_claim(call_id=call_id, stream_sid=stream_sid)
 
-    async def _bridge_call(self, call_id: str, start: tw.Start) -> None:
+    async def _bridge_call(self, call_id: str, start: tw.Start, agent: AgentConfig) -> None:
         try:
             lease = RecordingLease(call_id)
         except OSError:
@@ -246,6 +247,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             start=start,
             twilio=self,
             model_factory=self.model_factory,
+            agent=agent,
             recorder=CallRecorder(recording_path(call_id)),
             store=CallStore(call_id),
             lease=lease,
@@ -267,3 +269,11 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             await bridge.end(self._end_reason, settle=hung_up)
             ACTIVE_BRIDGES.pop(bridge.call_id, None)
         raise StopConsumer
+
+
+def _agent_of(snapshot: dict[str, Any]) -> AgentConfig:
+    """The configuration the call was answered with; the environment's when it has none (the
+    database could not be read at the stream's start)."""
+    if snapshot.get("agent"):
+        return AgentConfig.from_dict(snapshot["agent"])
+    return environment_agent_config()

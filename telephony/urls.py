@@ -7,4 +7,5 @@ from telephony import views
 urlpatterns = [
     path("incoming-call", views.incoming_call, name="twilio-incoming-call"),
     path("call-status", views.call_status, name="twilio-call-status"),
+    path("stream-ended", views.stream_ended, name="twilio-stream-ended"),
 ]

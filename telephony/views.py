@@ -11,15 +11,19 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from agents.selectors import agent_for_number
+from agents.services import agent_config
 from calls import services
 from calls.events import CALL_UPDATED, call_event_publish_sync
+from calls.selectors import call_end_reason
+from realtime.configuration import agent_snapshot
 from telephony.security import (
     account_sid_allowed,
     public_url,
     signature_valid,
     signatures_enforced,
 )
-from telephony.twiml import connect_stream_twiml, error_twiml
+from telephony.twiml import connect_stream_twiml, error_twiml, stream_ended_twiml
 
 logger = logging.getLogger(__name__)
 View = Callable[[HttpRequest], HttpResponse]
@@ -79,8 +83,15 @@ def incoming_call(request: HttpRequest) -> HttpResponse:
     """Create the call and answer with TwiML that connects its media stream to us."""
     if _call_sid(request) is None:
         return _text("CallSid is required (at most 64 characters).", 400)
+    dialled = request.POST.get("To", "").strip() or request.POST.get("Called", "").strip()
     try:
-        call = services.call_create(params=request.POST.dict())
+        agent = agent_for_number(number=dialled)
+        snapshot = (
+            agent_snapshot(agent_config(agent=agent), version=agent.version) if agent else None
+        )
+        call = services.call_create(
+            params=request.POST.dict(), agent=agent, agent_snapshot=snapshot
+        )
     except DatabaseError:
         logger.exception("could not record incoming call %s", request.POST.get("CallSid"))
         # Twilio would read a 5xx as "application error" to the caller; say something instead.
@@ -130,3 +141,15 @@ def call_status(request: HttpRequest) -> HttpResponse:
     else:
         call_event_publish_sync(kind=CALL_UPDATED, call_id=str(call.id), status=call.status)
     return HttpResponse(status=200)
+
+
+@csrf_exempt
+@require_POST
+@twilio_signed
+def stream_ended(request: HttpRequest) -> HttpResponse:
+    """<Connect action>: the media stream is over and the call is still up. Hang up when the
+    bridge ended the call on purpose (it records why before it closes the stream); otherwise
+    the bridge lost the model or is shutting down: play the fallback (message, a human)."""
+    call_sid = _call_sid(request)
+    reason = call_end_reason(call_sid=call_sid) if call_sid else ""
+    return HttpResponse(stream_ended_twiml(reason), content_type="text/xml")

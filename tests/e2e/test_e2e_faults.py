@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import xml.etree.ElementTree as ET
 
 import pytest
 from db_faults import database_locked, short_lock_timeout
@@ -115,9 +116,12 @@ def test_model_unreachable_ends_the_call_cleanly_with_its_reason(live_bridge) ->
     run = live_bridge.place_call(
         [Silence(20)], standin={"faults": Faults(refuse="handshake")}, max_seconds=30
     )
-    # The bridge closed the stream itself, so Twilio would play the fallback TwiML.
+    # The bridge closed the stream itself; Twilio asks <Connect action> how to go on and is
+    # told to play the fallback.
     assert run.report.ended_by == "server"
     assert run.report.close_code == 1000
+    after = ET.fromstring(run.caller.after_stream_twiml or "<Response/>")
+    assert (after[0].tag, after[0].text) == ("Say", live_bridge.settings.FALLBACK_MESSAGE)
     assert run.standin.connection_count == 0
     assert len(run.standin.handshakes) == 1 + live_bridge.settings.REALTIME_MAX_RECONNECTS
     call = finished_call(run.report.call_id)

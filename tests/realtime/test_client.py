@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import logging
 import math
 import random
@@ -27,6 +28,7 @@ from websockets.http11 import Request, Response
 from audio.convert import OpenAIPcmToTwilio, TwilioToOpenAIPcm
 from realtime.client import OpenAIRealtimeSession
 from realtime.model import (
+    AgentConfig,
     AgentTranscriptDone,
     AudioDelta,
     CallerTranscriptDone,
@@ -144,17 +146,19 @@ class ScriptedRealtime:
 
 
 def make_settings(url: str, **overrides: Any) -> RealtimeSettings:
+    """Deployment settings for the scripted service; agent fields go to its AgentConfig."""
+    agent_fields = {f.name for f in dataclasses.fields(AgentConfig)}
     fields: dict[str, Any] = {
         "url": url,
-        "model": "gpt-realtime",
         "api_key": API_KEY,
         "max_reconnects": 3,
         "backoff_base_s": 0.01,
         "backoff_max_s": 0.02,
         "connect_timeout_s": 2.0,
     }
-    fields.update(overrides)
-    return RealtimeSettings(**fields)
+    fields.update({k: v for k, v in overrides.items() if k not in agent_fields})
+    agent = AgentConfig(**{k: v for k, v in overrides.items() if k in agent_fields})
+    return RealtimeSettings(agent=agent, **fields)
 
 
 def no_context() -> list[ContextItem]:

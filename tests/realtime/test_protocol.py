@@ -11,6 +11,7 @@ fixtures are real shapes), then is parsed.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
@@ -23,6 +24,7 @@ from support import unknown_keys
 
 from realtime import protocol
 from realtime.model import (
+    AgentConfig,
     AgentTranscriptDone,
     AudioDelta,
     CallerTranscriptDone,
@@ -45,16 +47,22 @@ ADAPTERS = {"ga": (GA_CLIENT, GA_SERVER), "beta": (BETA_CLIENT, BETA_SERVER)}
 
 
 def settings(**overrides: Any) -> RealtimeSettings:
-    fields: dict[str, Any] = {
-        "url": "wss://api.openai.com/v1/realtime",
+    """Deployment settings and agent fields in one call; agent fields go to its AgentConfig."""
+    agent_fields = {f.name for f in dataclasses.fields(AgentConfig)}
+    agent = {
         "model": "gpt-realtime",
-        "api_key": "sk-test",
         "instructions": "Be brief.",
         "voice": "marin",
         "transcription_model": "gpt-4o-mini-transcribe",
     }
-    fields.update(overrides)
-    return RealtimeSettings(**fields)
+    agent.update({k: v for k, v in overrides.items() if k in agent_fields})
+    deployment = {k: v for k, v in overrides.items() if k not in agent_fields}
+    return RealtimeSettings(
+        url="wss://api.openai.com/v1/realtime",
+        api_key="sk-test",
+        agent=AgentConfig(**agent),
+        **deployment,
+    )
 
 
 def assert_sdk_valid(adapter: TypeAdapter, event: dict[str, Any]) -> Any:
@@ -139,8 +147,8 @@ def test_server_vad_numbers_are_sent_and_semantic_vad_assumes_no_closing_silence
         "prefix_padding_ms": 300,
         "silence_duration_ms": 700,
     }
-    assert protocol.closing_silence_ms(server) == 700
-    assert protocol.closing_silence_ms(settings(turn_detection="semantic_vad")) == 0
+    assert protocol.closing_silence_ms(server.agent) == 700
+    assert protocol.closing_silence_ms(settings(turn_detection="semantic_vad").agent) == 0
 
 
 @pytest.mark.parametrize("wire", ["ga", "beta"])
@@ -167,6 +175,51 @@ def test_context_item_matches_sdk(wire: str, role: str, content_type: str) -> No
     assert model.item.role == role
     assert model.item.content[0].type == content_type
     assert model.item.content[0].text == "Where is my order?"
+
+
+@pytest.mark.parametrize("wire", ["ga", "beta"])
+@pytest.mark.parametrize("turn_detection", ["server_vad", "semantic_vad"])
+def test_every_agent_setting_reaches_a_session_update_the_sdk_accepts(
+    wire: str, turn_detection: str
+) -> None:
+    agent = settings(
+        protocol=wire,
+        turn_detection=turn_detection,
+        vad_eagerness="low",
+        noise_reduction="far_field",
+        language="fr",
+        idle_timeout_ms=8000,
+        transcription_model="gpt-4o-transcribe",
+        greeting="Bonjour !",  # said through a response, not part of the session
+    )
+    event = protocol.session_update(agent)
+    session = assert_sdk_valid(ADAPTERS[wire][0], event).session
+    if wire == "ga":
+        audio_input = session.audio.input
+        assert audio_input.noise_reduction.type == "far_field"
+        assert (audio_input.transcription.model, audio_input.transcription.language) == (
+            "gpt-4o-transcribe",
+            "fr",
+        )
+        detection = audio_input.turn_detection
+    else:
+        assert session.input_audio_noise_reduction.type == "far_field"
+        assert session.input_audio_transcription.language == "fr"
+        detection = session.turn_detection
+    if turn_detection == "semantic_vad":
+        assert detection.eagerness == "low"
+    else:
+        # Beta has no idle timeout: not sent there rather than refused by the service.
+        expected = 8000 if wire == "ga" else None
+        assert getattr(detection, "idle_timeout_ms", None) == expected
+    assert "Bonjour" not in orjson.dumps(event).decode()
+
+
+@pytest.mark.parametrize("wire", ["ga", "beta"])
+def test_a_reply_with_instructions_matches_sdk(wire: str) -> None:
+    event = protocol.response_create('Greet the caller now. Say exactly this: "Hello!"')
+    model = assert_sdk_valid(ADAPTERS[wire][0], event)
+    assert model.response.instructions.endswith('"Hello!"')
 
 
 # --- client events, beta ------------------------------------------------------------------------

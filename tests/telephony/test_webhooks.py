@@ -78,12 +78,7 @@ def test_incoming_call_creates_call_and_metadata(client: Client) -> None:
     response = signed_post(client, "/twilio/incoming-call", incoming_params())
     assert response.status_code == 200
     call = Call.objects.get()
-    assert (call.caller, call.agent, call.direction, call.status) == (
-        "+14155550123",
-        "+14155550100",
-        "inbound",
-        "ringing",
-    )
+    assert (call.caller, call.direction, call.status) == ("+14155550123", "inbound", "ringing")
     metadata = CallMetadata.objects.get(call=call)
     assert (metadata.city, metadata.state, metadata.country) == ("SAN FRANCISCO", "CA", "US")
     assert metadata.caller_name == ""  # Twilio's empty string means unknown
@@ -103,17 +98,74 @@ def test_incoming_call_answers_connect_stream_twiml_with_token(client: Client) -
     assert parameters["callId"] == str(call.id)
     assert stream_token_valid(str(call.id), call.call_sid, parameters["token"])
     assert not stream_token_valid(str(call.id), "CAother", parameters["token"])
-    # The fallback follows <Connect>: it only runs when our side closes the stream.
-    assert [child.tag for child in root][-1] == "Say"
+    # Nothing follows <Connect>: when our side closes the stream, Twilio asks its action URL.
+    assert [child.tag for child in root] == ["Connect"]
+    assert root.find("./Connect").get("action") == f"{PUBLIC}/twilio/stream-ended"
 
 
-def test_greeting_and_fallback_dial_are_settings(client: Client) -> None:
-    with override_settings(TWILIO_GREETING="Hello!", FALLBACK_DIAL_NUMBER="+14155550199"):
+def test_a_greeting_before_the_stream_is_a_setting(client: Client) -> None:
+    with override_settings(TWILIO_GREETING="Hello!"):
         response = signed_post(client, "/twilio/incoming-call", incoming_params())
     root = ET.fromstring(response.content)
-    tags = [child.tag for child in root]
-    assert tags[0] == "Say" and root[0].text == "Hello!"
-    assert tags[-1] == "Dial" and root[-1].text == "+14155550199"
+    assert (root[0].tag, root[0].text) == ("Say", "Hello!")
+
+
+def test_the_dialled_number_picks_the_agent_and_the_call_keeps_its_snapshot(client: Client):
+    from agents.models import Agent, PhoneNumber
+
+    sales = Agent.objects.create(
+        name="Sales", slug="sales", instructions="Sell.", voice="cedar", model="gpt-realtime"
+    )
+    PhoneNumber.objects.create(agent=sales, number="+14155550100")
+    signed_post(client, "/twilio/incoming-call", incoming_params())
+    call = Call.objects.get()
+    assert (call.agent, call.agent_version) == (sales, sales.version)
+    assert call.agent_snapshot["agent"]["instructions"] == "Sell."
+    session = call.agent_snapshot["session"]["session"]
+    assert (session["instructions"], session["audio"]["output"]["voice"]) == ("Sell.", "cedar")
+
+
+def test_a_number_of_no_agent_reaches_the_default_agent(client: Client) -> None:
+    from agents.models import Agent
+
+    default = Agent.objects.get(is_default=True)  # seeded at migrate from the environment
+    signed_post(client, "/twilio/incoming-call", incoming_params(To="+14155559999"))
+    call = Call.objects.get()
+    assert call.agent == default
+    assert call.agent_snapshot["version"] == default.version
+
+
+def ended_call(reason: str) -> Call:
+    signed_post(Client(), "/twilio/incoming-call", incoming_params())
+    call = Call.objects.get()
+    Call.objects.filter(pk=call.pk).update(end_reason=reason)
+    return call
+
+
+def test_a_stream_the_bridge_ended_on_purpose_hangs_up(client: Client) -> None:
+    ended_call("time limit reached")
+    response = signed_post(client, "/twilio/stream-ended", incoming_params())
+    assert [child.tag for child in ET.fromstring(response.content)] == ["Hangup"]
+
+
+@pytest.mark.parametrize("reason", ["", "model unavailable: HTTP 503", "server shutting down"])
+def test_a_stream_lost_otherwise_plays_the_fallback(client: Client, reason: str) -> None:
+    ended_call(reason)
+    with override_settings(FALLBACK_MESSAGE="Sorry!", FALLBACK_DIAL_NUMBER="+14155550199"):
+        response = signed_post(client, "/twilio/stream-ended", incoming_params())
+    root = ET.fromstring(response.content)
+    assert [(child.tag, child.text) for child in root] == [
+        ("Say", "Sorry!"),
+        ("Dial", "+14155550199"),
+    ]
+    with override_settings(FALLBACK_MESSAGE="Sorry!", FALLBACK_DIAL_NUMBER=""):
+        response = signed_post(client, "/twilio/stream-ended", incoming_params())
+    assert [child.tag for child in ET.fromstring(response.content)] == ["Say", "Hangup"]
+
+
+def test_stream_ended_is_signed_like_every_webhook(client: Client) -> None:
+    response = client.post("/twilio/stream-ended", incoming_params())
+    assert response.status_code == 403
 
 
 def test_retried_incoming_call_does_not_duplicate(client: Client) -> None:
