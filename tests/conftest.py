@@ -136,3 +136,30 @@ def error_log():
     yield handler
     for name in names:
         logging.getLogger(name).removeHandler(handler)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle_counts() -> Iterator[None]:
+    """API throttle counters live in the default cache (per process in tests), which outlives
+    a test: every test starts with none used."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def client_for():  # type: ignore[no-untyped-def]
+    """An API client sending the user's token (anonymous for None)."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    def factory(user):  # type: ignore[no-untyped-def]
+        client = APIClient()
+        if user is not None:
+            token, _ = Token.objects.get_or_create(user=user)
+            client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        return client
+
+    return factory

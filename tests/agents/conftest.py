@@ -3,14 +3,11 @@ the test, not by whether the migration's seeded "Default" agent survived an earl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.cache import cache
-from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 from agents.models import Agent
 
@@ -24,27 +21,6 @@ def _no_agents(request: pytest.FixtureRequest) -> None:
     transactional = "transactional_db" in names or bool(marker and marker.kwargs.get("transaction"))
     request.getfixturevalue("transactional_db" if transactional else "db")
     Agent.objects.all().delete()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle_counts() -> Iterator[None]:
-    cache.clear()
-    yield
-    cache.clear()
-
-
-@pytest.fixture
-def client_for() -> Callable[[User | None], APIClient]:
-    """An API client sending the user's token (anonymous for None)."""
-
-    def factory(user: User | None) -> APIClient:
-        client = APIClient()
-        if user is not None:
-            token, _ = Token.objects.get_or_create(user=user)
-            client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-        return client
-
-    return factory
 
 
 @pytest.fixture

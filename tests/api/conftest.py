@@ -7,39 +7,14 @@ from typing import Any, TypeVar
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from support import LiveServer, asgi_server_in_thread, free_port
 
 from calls.models import Analytics, Call, CallMetadata, Recording, Transcript
 
 T = TypeVar("T")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle_counts() -> Iterator[None]:
-    # Throttle counters live in the default cache, which outlives a test; every test starts
-    # with none used.
-    cache.clear()
-    yield
-    cache.clear()
-
-
-@pytest.fixture
-def client_for() -> Callable[[User | None], APIClient]:
-    """An API client sending the user's token (anonymous for None)."""
-
-    def factory(user: User | None) -> APIClient:
-        client = APIClient()
-        if user is not None:
-            token, _ = Token.objects.get_or_create(user=user)
-            client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-        return client
-
-    return factory
 
 
 @pytest.fixture
