@@ -11,7 +11,7 @@ PORT ?=
 SERVER ?= uvicorn
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-browser lint format migrations-check bench-audio bench-audio-smoke soak bench loadtest-smoke clean
+.PHONY: install run test test-browser lint format migrations-check bench-audio bench-audio-smoke soak bench loadtest-smoke api-contract clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,19 @@ bench: install
 # CI guard, not a timed test: 10 echo calls for 5 s lose no frame and fail no call.
 loadtest-smoke: install
 	$(BIN)/python bench/run.py --smoke
+
+# The OpenAPI schema held to the live server (about a minute): a throwaway database (SQLite, or a
+# new database on DATABASE_URL's PostgreSQL), a seeded call and token, `make run`'s server, then
+# schemathesis with every check. Fails on any finding; prints the seed (replay with
+# CONTRACT_ARGS="--seed N"). The `contract` extra brings schemathesis.
+CONTRACT_STAMP := $(VENV)/.installed-contract
+CONTRACT_ARGS ?=
+$(CONTRACT_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,contract]'
+	touch $(CONTRACT_STAMP)
+
+api-contract: $(CONTRACT_STAMP)
+	$(BIN)/python contract/run.py $(CONTRACT_ARGS)
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

@@ -5,12 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
+from django.db import models
+from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from agents import catalog, validators
 from agents.catalog import AGENT_CONFIG_FIELDS
 from agents.models import Agent, PhoneNumber
+from agents.tools import tools_json_schema, validate_tools
+from calls.api.fields import (
+    StrictBooleanField,
+    StrictCharField,
+    StrictFloatField,
+    StrictIntegerField,
+    StrictSlugField,
+)
 
 # The numbers one request may give an agent (a bound on the work one request can cause).
 PHONE_NUMBERS_MAX = 100
@@ -43,7 +52,8 @@ class PhoneNumbersField(serializers.ListField):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(
-            child=serializers.CharField(validators=[validators.validate_e164]),
+            # Not trimmed: " +14155550100" does not match the schema's pattern, so it is refused.
+            child=StrictCharField(validators=[validators.validate_e164], trim_whitespace=False),
             max_length=PHONE_NUMBERS_MAX,
             **kwargs,
         )
@@ -51,6 +61,14 @@ class PhoneNumbersField(serializers.ListField):
     def to_representation(self, data: Any) -> list[str]:
         numbers: list[PhoneNumber] = list(data.all())  # prefetched by agents.selectors
         return [phone.number for phone in numbers]
+
+
+@extend_schema_field(tools_json_schema())
+class ToolsField(serializers.JSONField):
+    """The agent's tools: a list of tool objects, checked by agents.tools.validate_tools."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(validators=[validate_tools], **kwargs)
 
 
 @extend_schema_serializer(
@@ -74,10 +92,30 @@ class PhoneNumbersField(serializers.ListField):
     ]
 )
 class AgentSerializer(serializers.ModelSerializer):
+    # JSON types only: 0 is not the name "0", "true" not a boolean (calls.api.fields).
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.CharField: StrictCharField,
+        models.TextField: StrictCharField,
+        models.SlugField: StrictSlugField,
+        models.BooleanField: StrictBooleanField,
+        models.FloatField: StrictFloatField,
+        models.PositiveIntegerField: StrictIntegerField,
+        models.PositiveSmallIntegerField: StrictIntegerField,
+    }
+
     url = serializers.HyperlinkedIdentityField(view_name="api:agent-detail", lookup_field="slug")
+    tools = ToolsField(
+        required=False,
+        help_text='What the agent can do during a call, e.g. [{"type": "end_call"}, {"type": '
+        '"transfer_call", "targets": {"sales": "+15550003333"}, "warm": true}, {"type": '
+        '"webhook", "name", "description", "parameters" (JSON Schema), "url", "timeout_s"}, '
+        '{"type": "mcp", "server_label", "server_url", "allowed_tools"}, {"type": "python", '
+        '"name"}]. Each is checked when saved; a list given replaces them all.',
+    )
     # Declared rather than derived: derived, the one-default constraint would become a
     # uniqueness check refusing any new default, where the services move the flag instead.
-    is_default = serializers.BooleanField(
+    is_default = StrictBooleanField(
         required=False,
         help_text="Answers every number without an agent of its own. Setting it unsets the "
         "previous default; unsetting it is refused (make another agent the default).",
@@ -104,16 +142,17 @@ class AgentSerializer(serializers.ModelSerializer):
         required=False,
         help_text="Transcribes the caller (default gpt-4o-mini-transcribe).",
     )
-    greeting = serializers.CharField(
+    greeting = StrictCharField(
         required=False,
         allow_blank=True,
         validators=[validators.validate_greeting],
         help_text="Said first, as soon as the call is connected; empty: wait for the caller. At "
         f"most {catalog.GREETING_MAX_CHARS} characters.",
     )
-    language = serializers.CharField(
+    language = StrictCharField(
         required=False,
         allow_blank=True,
+        trim_whitespace=False,  # " en" is not a code, as the schema's enum says
         validators=[validators.validate_language],
         help_text="ISO-639-1 code of the caller's language (en, es...), a transcription hint; "
         "empty: detected.",
@@ -134,15 +173,23 @@ class AgentSerializer(serializers.ModelSerializer):
             "updated_at",
         )
         read_only_fields = ("version", "created_at", "updated_at")
+        # No uniqueness check here: a slug another agent has is a conflict with the stored
+        # agents (409, agents.api.views), not a malformed request (400).
+        extra_kwargs = {"slug": {"validators": [], "trim_whitespace": False}}
+
+    def validate_phone_numbers(self, numbers: list[str]) -> list[str]:
+        # In the request itself, so a 400 (the schema says uniqueItems); a number another agent
+        # has is a 409 (agents.api.views).
+        repeated = sorted({number for number in numbers if numbers.count(number) > 1})
+        if repeated:
+            raise serializers.ValidationError([f"{number} is listed twice." for number in repeated])
+        return numbers
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        """The rules between fields, on the agent as it would be after this request."""
-        current = {}
-        if self.instance is not None:
-            current = {
-                f.name: getattr(self.instance, f.attname) for f in Agent._meta.concrete_fields
-            }
-        errors = validators.agent_cross_field_errors({**current, **attrs})
+        """The rules between the fields this request sets (the schema states them too, as
+        `not` clauses). With the agent's stored fields they are checked by the view: a
+        conflict with what is stored is a 409, not a malformed request."""
+        errors = validators.agent_cross_field_errors(attrs)
         if errors:
             raise serializers.ValidationError(errors)
         return attrs

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
+
+MAX_DIGITS = 18
 
 
 class CallPagination(LimitOffsetPagination):
@@ -19,10 +23,23 @@ class CallPagination(LimitOffsetPagination):
         raw = request.query_params.get(name)
         if raw is None:
             return None
-        raw = raw.strip()
-        if not raw.isascii() or not raw.isdigit() or int(raw) < minimum:
+        if not raw.isascii() or not raw.isdigit():
             raise ValidationError({name: [f"Must be an integer of at least {minimum}."]})
-        return int(raw)
+        # Past MAX_DIGITS the value is only "very large" (a limit is capped anyway, an offset
+        # past the end is an empty page), and Python refuses to parse thousands of digits.
+        digits = raw.lstrip("0") or "0"
+        value = int(digits) if len(digits) <= MAX_DIGITS else 10**MAX_DIGITS
+        if value < minimum:
+            raise ValidationError({name: [f"Must be an integer of at least {minimum}."]})
+        return value
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        # The minimums the server checks (_integer), so limit=0 is not schema-valid.
+        minimums = {self.limit_query_param: 1, self.offset_query_param: 0}
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"]["minimum"] = minimums[parameter["name"]]
+        return parameters
 
     def get_limit(self, request: Request) -> int:
         limit = self._integer(request, self.limit_query_param, minimum=1)

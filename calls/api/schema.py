@@ -9,30 +9,132 @@ from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 from calls.api.serializers import ErrorSerializer
 
 _ERROR_MEANINGS = {
-    400: "Invalid parameters or body; `details` names each field.",
+    400: "The request does not match the schema (a parameter, the body, or a rule between its "
+    "fields the schema states); `details` names each field.",
     401: "No or bad credentials (Authorization: Token <key>, or a session).",
     403: "Authenticated, without the model permission (calls.view_call / calls.change_call; "
-    "agents.view_agent / agents.change_agent).",
+    "agents.view_agent / agents.change_agent), or a session write without its CSRF token.",
     404: "No such call, recording, agent or endpoint.",
-    405: "Method not allowed.",
-    409: "Refused by the resource's state: an agent that answered calls cannot be deleted "
-    "(deactivate it instead), nor can the default agent.",
+    405: "Method not allowed; Allow lists the methods that are.",
+    409: "Well-formed, but refused by what is stored: a slug or number another agent has, the "
+    "agent's own stored settings, the one default agent; deleting an agent that answered calls "
+    "(deactivate it instead) or the default agent. `details` names each field when one is to "
+    "blame.",
+    413: "The body is over the server's limit (DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB by default).",
+    415: "The body is not application/json.",
     416: "The range starts past the end of the file; Content-Range: bytes */<size>.",
     429: "Too many requests; Retry-After says when to try again.",
 }
+
+# One example per status, so every documented error shows its body.
+_ERROR_EXAMPLES: dict[int, dict[str, Any]] = {
+    400: {
+        "code": "invalid",
+        "message": "limit: Must be an integer of at least 1.",
+        "details": {"limit": ["Must be an integer of at least 1."]},
+    },
+    401: {
+        "code": "not_authenticated",
+        "message": "Authentication credentials were not provided.",
+        "details": None,
+    },
+    403: {
+        "code": "permission_denied",
+        "message": "This needs the calls.view_call permission.",
+        "details": None,
+    },
+    404: {"code": "not_found", "message": "No Call matches the given query.", "details": None},
+    405: {"code": "method_not_allowed", "message": 'Method "PUT" not allowed.', "details": None},
+    409: {
+        "code": "slug_taken",
+        "message": "slug: Another agent has the slug 'support'.",
+        "details": {"slug": ["Another agent has the slug 'support'."]},
+    },
+    413: {
+        "code": "request_too_large",
+        "message": "The request body is over 2621440 bytes.",
+        "details": {"max_bytes": 2621440},
+    },
+    415: {
+        "code": "unsupported_media_type",
+        "message": 'Unsupported media type "text/plain" in request.',
+        "details": None,
+    },
+    416: {
+        "code": "range_not_satisfiable",
+        "message": "The range 'bytes=900000-' is outside the file (192044 bytes).",
+        "details": {"size_bytes": 192044},
+    },
+    429: {
+        "code": "throttled",
+        "message": "Request was throttled. Expected available in 12 seconds.",
+        "details": {"retry_after_s": 12},
+    },
+}
+
+# Headers the server always sends with these statuses (response_headers adds them).
+_ERROR_HEADERS: dict[str, dict[str, Any]] = {
+    "401": {
+        "WWW-Authenticate": {
+            "description": "Token: send Authorization: Token <key>.",
+            "schema": {"type": "string"},
+            "required": True,
+        }
+    },
+    "405": {
+        "Allow": {
+            "description": "The methods this path answers.",
+            "schema": {"type": "string"},
+            "required": True,
+        }
+    },
+    "416": {
+        "Content-Range": {
+            "description": "bytes */<size>",
+            "schema": {"type": "string"},
+            "required": True,
+        }
+    },
+    "429": {
+        "Retry-After": {
+            "description": "Seconds to wait before trying again.",
+            "schema": {"type": "integer", "minimum": 0},
+            "required": True,
+        }
+    },
+}
+
+
+def error_example(code: int) -> OpenApiExample:
+    body = _ERROR_EXAMPLES[code]
+    return OpenApiExample(body["code"], value={"error": body}, response_only=True)
 
 
 def error_responses(
     *statuses: int, examples: dict[int, list[OpenApiExample]] | None = None
 ) -> dict[int, OpenApiResponse]:
+    """The Error body for each status, with its meaning and an example (or the ones given)."""
     return {
         code: OpenApiResponse(
             ErrorSerializer,
             description=_ERROR_MEANINGS[code],
-            examples=(examples or {}).get(code, []),
+            examples=(examples or {}).get(code) or [error_example(code)],
         )
         for code in statuses
     }
+
+
+def response_headers(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Postprocessing hook: the headers each error status always carries, on every operation
+    (drf-spectacular declares response headers per operation only)."""
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict):
+                continue
+            for status, response in operation.get("responses", {}).items():
+                if status in _ERROR_HEADERS:
+                    response.setdefault("headers", {}).update(_ERROR_HEADERS[status])
+    return result
 
 
 STATUS_FEED_DESCRIPTION = """\
@@ -52,9 +154,15 @@ read `/api/calls` for what happened meanwhile.
 
 
 def _error_ref(code: int) -> dict[str, Any]:
+    body = _ERROR_EXAMPLES[code]
     return {
         "description": _ERROR_MEANINGS[code],
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/Error"},
+                "examples": {body["code"]: {"value": {"error": body}}},
+            }
+        },
     }
 
 

@@ -8,12 +8,24 @@ from urllib.parse import urlencode
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 
 from calls import selectors
-from calls.api.filters import INVALID_PERIOD_BOUND, PERIOD_BOUND_HELP, parse_period_bound
+from calls.api.fields import (
+    GivenMeansNotEmpty,
+    NotBlankCharField,
+    QueryChoiceField,
+    QueryStrictBooleanField,
+    QueryUUIDField,
+)
+from calls.api.filters import (
+    INVALID_PERIOD_BOUND,
+    PERIOD_BOUND_HELP,
+    PERIOD_BOUND_SCHEMA,
+    parse_period_bound,
+)
 from calls.models import (
     LATENCY_DEFINITION,
     NOTE_MAX_CHARS,
@@ -22,6 +34,7 @@ from calls.models import (
     CallMetadata,
     CallNote,
     Recording,
+    ToolCall,
     Transcript,
 )
 
@@ -87,6 +100,26 @@ class TranscriptSerializer(serializers.ModelSerializer):
             "end_ms",
             "interrupted",
             "inaudible",
+        )
+
+
+class ToolCallSerializer(serializers.ModelSerializer):
+    duration_ms = serializers.IntegerField(read_only=True)
+    arguments = serializers.JSONField(
+        read_only=True, help_text='As the model wrote them (unparsable ones as {"raw": ...}).'
+    )
+
+    class Meta:
+        model = ToolCall
+        fields = (
+            "name",
+            "kind",
+            "arguments",
+            "output",
+            "status",
+            "start_ms",
+            "end_ms",
+            "duration_ms",
         )
 
 
@@ -189,6 +222,9 @@ class CallDetailSerializer(serializers.ModelSerializer):
         '"agent": the configuration, "session": the session.update sent}; {} without an agent.',
     )
     transcripts = TranscriptSerializer(many=True, read_only=True)
+    tool_calls = ToolCallSerializer(
+        many=True, read_only=True, help_text="Every tool the agent used, in call order."
+    )
     recordings = RecordingSerializer(many=True, read_only=True)
     analytics = AnalyticsSerializer(read_only=True, allow_null=True)
     metadata = CallMetadataSerializer(read_only=True, allow_null=True)
@@ -201,6 +237,7 @@ class CallDetailSerializer(serializers.ModelSerializer):
             "agent_version",
             "agent_snapshot",
             "transcripts",
+            "tool_calls",
             "recordings",
             "analytics",
             "metadata",
@@ -209,10 +246,10 @@ class CallDetailSerializer(serializers.ModelSerializer):
 
 
 class RecordingQuerySerializer(serializers.Serializer):
-    recording = serializers.UUIDField(
+    recording = QueryUUIDField(
         required=False, help_text="Which recording (default: the call's newest)."
     )
-    download = serializers.BooleanField(
+    download = QueryStrictBooleanField(
         default=False, help_text="true: Content-Disposition: attachment, with a file name."
     )
 
@@ -220,10 +257,20 @@ class RecordingQuerySerializer(serializers.Serializer):
 # --- notes ----------------------------------------------------------------------------------
 
 
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "A note",
+            value={"notes": "Called back: the order was delivered on Tuesday."},
+            request_only=True,
+        )
+    ]
+)
 class NoteCreateSerializer(serializers.Serializer):
-    notes = serializers.CharField(
+    notes = NotBlankCharField(
         max_length=NOTE_MAX_CHARS,
-        help_text="The note to append; it is stamped with its author and time.",
+        help_text=f"The note to append (at most {NOTE_MAX_CHARS} characters once trimmed); it is "
+        "stamped with its author and time.",
     )
 
 
@@ -241,8 +288,8 @@ class CallNotesSerializer(serializers.ModelSerializer):
 # --- analytics ------------------------------------------------------------------------------
 
 
-@extend_schema_field(OpenApiTypes.STR)
-class PeriodBoundSerializerField(serializers.Field):
+@extend_schema_field(PERIOD_BOUND_SCHEMA)
+class PeriodBoundSerializerField(GivenMeansNotEmpty, serializers.Field):
     default_error_messages = {"invalid": INVALID_PERIOD_BOUND}
 
     def __init__(self, *, end: bool, **kwargs: Any) -> None:
@@ -271,7 +318,7 @@ class AnalyticsQuerySerializer(serializers.Serializer):
     endDate = PeriodBoundSerializerField(
         end=True, required=False, help_text=f"{PERIOD_BOUND_HELP} Default: now."
     )
-    interval = serializers.ChoiceField(
+    interval = QueryChoiceField(
         choices=selectors.Interval.choices,
         default=selectors.Interval.DAY,
         help_text="Bucket size of the series, in the server's time zone (weeks start Monday).",

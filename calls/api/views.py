@@ -8,7 +8,7 @@ from django.http.response import HttpResponseBase
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiYamlRenderer
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
@@ -44,6 +44,50 @@ RANGE_HEADER = OpenApiParameter(
     "a malformed header, get the whole file (200).",
 )
 
+# Sent with every recording response (200 and 206), and Content-Range with a part.
+RECORDING_HEADERS = [
+    OpenApiParameter(
+        "Accept-Ranges",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        description="bytes",
+        response=[200, 206],
+        required=True,
+    ),
+    OpenApiParameter(
+        "ETag",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        description="The recording's identity and size: send it back in If-Range.",
+        response=[200, 206],
+        required=True,
+    ),
+    OpenApiParameter(
+        "Content-Range",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        description="bytes <first>-<last>/<size>",
+        response=[206],
+        required=True,
+    ),
+]
+NOTES_EXAMPLE = OpenApiExample(
+    "The notes after one was added",
+    value={
+        "id": "5b0f6a8e-7a2c-4d8e-9d8f-2f4b8f1c9a10",
+        "notes": "[2026-11-30 15:02 UTC] alice: Called back: the order was delivered on Tuesday.",
+        "note_entries": [
+            {
+                "id": 7,
+                "author": "alice",
+                "text": "Called back: the order was delivered on Tuesday.",
+                "created_at": "2026-11-30T15:02:11Z",
+            }
+        ],
+    },
+    response_only=True,
+)
+
 
 class CallViewSet(viewsets.ReadOnlyModelViewSet):
     """Calls, newest first, with their transcripts, recordings, analytics and notes."""
@@ -70,17 +114,32 @@ class CallViewSet(viewsets.ReadOnlyModelViewSet):
         # The list's filters must not turn /calls/<id>?status=... into a 404.
         return super().filter_queryset(queryset) if self.action == "list" else queryset
 
-    @extend_schema(responses={200: CallListSerializer, **error_responses(400, 401, 403, 429)})
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(
+                CallListSerializer, description="A page of calls, newest first by default."
+            ),
+            **error_responses(400, 401, 403, 404, 429),
+        }
+    )
     def list(self, request: Request, *args: object, **kwargs: object) -> Response:
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(responses={200: CallDetailSerializer, **error_responses(401, 403, 404, 429)})
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(
+                CallDetailSerializer,
+                description="The call with its transcript, recordings, analytics and notes.",
+            ),
+            **error_responses(401, 403, 404, 429),
+        }
+    )
     def retrieve(self, request: Request, *args: object, **kwargs: object) -> Response:
         return super().retrieve(request, *args, **kwargs)
 
     @extend_schema(
         summary="Stream a recording (WAV), with Range support",
-        parameters=[RecordingQuerySerializer, RANGE_HEADER],
+        parameters=[RecordingQuerySerializer, RANGE_HEADER, *RECORDING_HEADERS],
         responses={
             (200, "audio/wav"): OpenApiResponse(
                 OpenApiTypes.BINARY, description="The whole file; Accept-Ranges: bytes."
@@ -111,7 +170,14 @@ class CallViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(
         summary="Append a note (kept with its author and time)",
         request=NoteCreateSerializer,
-        responses={201: CallNotesSerializer, **error_responses(400, 401, 403, 404, 429)},
+        responses={
+            201: OpenApiResponse(
+                CallNotesSerializer,
+                description="The call's notes with the new one last.",
+                examples=[NOTES_EXAMPLE],
+            ),
+            **error_responses(400, 401, 403, 404, 413, 415, 429),
+        },
     )
     @action(detail=True, methods=["post"])
     def notes(self, request: Request, pk: str | None = None) -> Response:
@@ -134,7 +200,12 @@ class AnalyticsView(APIView):
     @extend_schema(
         summary="Call analytics over a period, with a zero-filled time series",
         parameters=[AnalyticsQuerySerializer],
-        responses={200: AnalyticsReportSerializer, **error_responses(400, 401, 403, 429)},
+        responses={
+            200: OpenApiResponse(
+                AnalyticsReportSerializer, description="Totals and the zero-filled series."
+            ),
+            **error_responses(400, 401, 403, 429),
+        },
     )
     def get(self, request: Request) -> Response:
         params = AnalyticsQuerySerializer(data=request.query_params)

@@ -136,7 +136,7 @@ def test_one_agent_has_every_field(api, make_agent) -> None:
         "model", "instructions", "greeting", "voice", "language", "turn_detection",
         "vad_threshold", "vad_prefix_padding_ms", "vad_silence_duration_ms", "vad_eagerness",
         "noise_reduction", "idle_timeout_ms", "transcription_model", "max_call_minutes",
-        "created_at", "updated_at",
+        "tools", "created_at", "updated_at",
     }  # fmt: skip
     assert (body["voice"], body["language"], body["idle_timeout_ms"]) == ("marin", "en", 15000)
     assert body["max_call_minutes"] is None
@@ -223,15 +223,17 @@ def test_instructions_over_the_limit_are_400(api, agent_body, settings) -> None:
     assert "at most 100" in errors["instructions"][0]
 
 
-def test_a_taken_slug_is_400(api, agent_body, make_agent) -> None:
+def test_a_taken_slug_is_409(api, agent_body, make_agent) -> None:
+    # Well-formed, refused by what is stored (another agent's slug): a conflict, not a 400.
     make_agent(slug="support")
-    assert "slug" in field_errors(api.post(LIST, agent_body(), format="json"))
+    error = assert_error(api.post(LIST, agent_body(), format="json"), 409, "slug_taken")
+    assert "slug" in error["details"] and "slug" in error["message"]
 
 
-def test_a_number_on_another_agent_is_400_naming_it(api, agent_body, make_agent) -> None:
+def test_a_number_on_another_agent_is_409_naming_it(api, agent_body, make_agent) -> None:
     make_agent(slug="sales", phone_numbers=("+18005550100",))
     response = api.post(LIST, agent_body(phone_numbers=["+18005550100"]), format="json")
-    [message] = field_errors(response)["phone_numbers"]
+    [message] = assert_error(response, 409, "phone_number_taken")["details"]["phone_numbers"]
     assert "+18005550100" in message and "'sales'" in message
     assert not Agent.objects.filter(slug="support").exists()
 
@@ -265,7 +267,8 @@ def test_patch_changes_fields_and_bumps_the_version(api, make_agent) -> None:
 def test_patch_checks_fields_against_the_stored_ones(api, make_agent) -> None:
     make_agent(slug="sales", voice="marin")
     response = api.patch(detail("sales"), {"model": "gpt-4o-realtime-preview"}, format="json")
-    assert "voice" in field_errors(response)
+    # The request alone is valid; the stored voice refuses it: a conflict with the agent.
+    assert "voice" in assert_error(response, 409, "conflicts_with_stored_agent")["details"]
     response = api.patch(
         detail("sales"), {"model": "gpt-4o-realtime-preview", "voice": "ash"}, format="json"
     )
@@ -294,12 +297,13 @@ def test_patch_can_rename_the_slug(api, make_agent) -> None:
     assert api.get(detail("sales-emea")).status_code == 200
 
 
-def test_unsetting_the_only_default_is_400(api, make_agent) -> None:
+def test_unsetting_the_only_default_is_409(api, make_agent) -> None:
     make_agent(slug="main", is_default=True)
     response = api.patch(detail("main"), {"is_default": False}, format="json")
-    assert "make another agent the default" in field_errors(response)["is_default"][0]
+    error = assert_error(response, 409, "default_required")
+    assert "make another agent the default" in error["details"]["is_default"][0]
     response = api.patch(detail("main"), {"is_active": False}, format="json")
-    assert "is_active" in field_errors(response)
+    assert "is_active" in assert_error(response, 409, "conflicts_with_stored_agent")["details"]
 
 
 def test_making_an_agent_default_moves_the_flag(api, make_agent) -> None:

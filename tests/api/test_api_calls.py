@@ -203,9 +203,14 @@ def test_filter_by_an_agent_without_calls_is_empty(api, three_calls, make_agent)
     assert ids(api.get("/api/calls", {"agent": "quiet"})) == []
 
 
-def test_filter_by_an_unknown_agent_is_400(api, three_calls) -> None:
-    # A typo must not look like "no calls": the slug names no agent at all.
-    field_error(api.get("/api/calls", {"agent": "no-such-agent"}), "agent")
+def test_filter_by_an_unknown_agent_is_404(api, three_calls) -> None:
+    # A typo must not look like "no calls": the slug names no agent at all. A well-formed slug
+    # is schema-valid, so not a 400: the agent it names is not found.
+    response = api.get("/api/calls", {"agent": "no-such-agent"})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert "agent" in response.json()["error"]["message"]
+    field_error(api.get("/api/calls", {"agent": "not a slug"}), "agent")
 
 
 def test_unencoded_plus_in_a_number_still_matches(api, three_calls) -> None:

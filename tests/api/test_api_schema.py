@@ -103,25 +103,54 @@ def test_responses_and_errors_are_described(schema) -> None:
     assert {"tokenAuth", "cookieAuth"} <= set(schema["components"]["securitySchemes"])
 
 
-AGENT_STATUSES = {
+# Every status each operation can answer (400 schema-invalid; 404 no such id or, for the call
+# list, no such agent; 409 a conflict with what is stored; 413/415 a body too large or not
+# JSON; 416 a range past the end; 429 throttled; 401/403 who may).
+STATUSES = {
     ("/api/agents", "get"): {"200", "400", "401", "403", "429"},
-    ("/api/agents", "post"): {"201", "400", "401", "403", "429"},
+    ("/api/agents", "post"): {"201", "400", "401", "403", "409", "413", "415", "429"},
     ("/api/agents/{slug}", "get"): {"200", "401", "403", "404", "429"},
-    ("/api/agents/{slug}", "patch"): {"200", "400", "401", "403", "404", "429"},
+    ("/api/agents/{slug}", "patch"): {
+        "200", "400", "401", "403", "404", "409", "413", "415", "429",
+    },
     ("/api/agents/{slug}", "delete"): {"204", "401", "403", "404", "409", "429"},
+    ("/api/calls", "get"): {"200", "400", "401", "403", "404", "429"},
+    ("/api/calls/{id}", "get"): {"200", "401", "403", "404", "429"},
+    ("/api/calls/{id}/recording", "get"): {
+        "200", "206", "400", "401", "403", "404", "416", "429",
+    },
+    ("/api/calls/{id}/notes", "post"): {"201", "400", "401", "403", "404", "413", "415", "429"},
+    ("/api/analytics", "get"): {"200", "400", "401", "403", "429"},
+    ("/api/status", "get"): {"200", "401", "403", "405", "429"},
+}  # fmt: skip
+ERROR_HEADERS = {
+    "401": "WWW-Authenticate",
+    "405": "Allow",
+    "416": "Content-Range",
+    "429": "Retry-After",
 }
 
 
-@pytest.mark.parametrize(("path", "method"), sorted(AGENT_STATUSES))
-def test_agent_operations_describe_every_status(schema, path: str, method: str) -> None:
+def test_every_operation_is_in_the_status_table(schema) -> None:
+    assert set(STATUSES) == OPERATIONS
+
+
+@pytest.mark.parametrize(("path", "method"), sorted(STATUSES))
+def test_operations_describe_every_status(schema, path: str, method: str) -> None:
     operation = schema["paths"][path][method]
-    assert set(operation["responses"]) == AGENT_STATUSES[(path, method)]
+    assert set(operation["responses"]) == STATUSES[(path, method)]
     for status, response in operation["responses"].items():
         assert response["description"], status
         if status.startswith(("4", "5")):
-            body = response["content"]["application/json"]["schema"]
-            assert body == {"$ref": "#/components/schemas/Error"}, status
-    assert operation["summary"]
+            body = response["content"]["application/json"]
+            assert body["schema"] == {"$ref": "#/components/schemas/Error"}, status
+            # An example body for every error, in the documented shape.
+            assert body["examples"], status
+            for example in body["examples"].values():
+                assert set(example["value"]["error"]) == {"code", "message", "details"}
+        if status in ERROR_HEADERS:
+            assert response["headers"][ERROR_HEADERS[status]]["required"] is True, status
+    assert operation.get("summary") or operation.get("description")
 
 
 def test_agent_bodies_and_examples_are_described(schema) -> None:
