@@ -1,30 +1,54 @@
 """The back-office's "Place a test call": a simulated Twilio caller dials the agent's number on
 this very server, so staff hear (and then read, on the call page) what a caller would get.
 
-Development and test only (settings.DJANGO_ENV != "production"): the simulator is a development
-tool and the product never imports it otherwise, so it is imported here, when a test call is
-placed. The call runs the standard script (two caller turns, no barge-in) in a thread of its
-own with its own event loop; the page waits only until the incoming-call webhook has answered
-(the call then exists) and opens the call's page, where the call goes on live.
+Development and test only (settings.DJANGO_ENV != "production"). The product never imports the
+simulator: the call is placed by `manage.py simulate_call --agent <slug> --url <this server>`
+run as a subprocess (this interpreter, this project, this environment), and the page finds the
+new call in the database (the newest call of that agent started after the click) and opens its
+page, where the call goes on live. The subprocess runs the standard call and exits by itself.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from pathlib import Path
 
 from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from agents.models import Agent
+from agents.selectors import agent_for_number
+from calls.models import Call
 
 logger = logging.getLogger(__name__)
 
-# How long the page waits for the webhook to answer before it says the call did not start.
+# How long the page waits for the new call to appear before it says the call did not start
+# (the subprocess starts Django, checks the server, then posts the webhook: a second or two).
 TEST_CALL_ANSWER_WAIT_S = 10.0
-# A test call that is still going after this long is hung up (the script takes ~15 s).
+# A test call still going after this long is stopped (the standard call takes ~15 s, and
+# simulate_call gives up on its own after 90 s).
 TEST_CALL_MAX_S = 120.0
+POLL_S = 0.1
+# The settings the simulated caller must share with this server, passed to the subprocess so
+# it signs, dials and reports as this server expects even when this process's settings differ
+# from its environment (tests change settings in-process).
+SHARED_SETTINGS = (
+    "DJANGO_ENV",
+    "PUBLIC_BASE_URL",
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_API_BASE_URL",
+    "OPENAI_REALTIME_URL",
+)
 
 
 class PlaceCallFailed(Exception):
@@ -33,14 +57,24 @@ class PlaceCallFailed(Exception):
 
 @dataclass
 class PlacedCall:
-    caller: Any  # realtime.simulator.caller.SimulatedTwilioCaller
-    thread: threading.Thread | None = None
-    error: BaseException | None = None
+    """One test call's subprocess, and what became of it."""
+
+    command: list[str]
+    agent_slug: str
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    call_id: str | None = None
+    error: str | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
-    @property
-    def call_id(self) -> str | None:
-        return self.caller.call_id
+    def output_tail(self, lines: int = 5) -> str:
+        """The last lines the command wrote (its error, when it failed)."""
+        try:
+            text = self.log_path.read_text("utf-8", "replace")
+        except OSError:
+            return ""
+        kept = [line.strip() for line in text.splitlines() if line.strip()]
+        return "\n".join(kept[-lines:])
 
 
 # Test calls placed by this process, newest last (tests wait for them; nothing else reads it).
@@ -52,54 +86,94 @@ def may_place_test_calls() -> bool:
     return settings.DJANGO_ENV != "production"
 
 
-def _run(test_call: PlacedCall) -> None:
-    from realtime.simulator.script import standard_call
+def simulate_call_command(*, agent_slug: str, server_url: str) -> list[str]:
+    manage = Path(settings.BASE_DIR) / "manage.py"
+    return [sys.executable, str(manage), "simulate_call", "--agent", agent_slug,
+            "--url", server_url, "--public-base-url", settings.PUBLIC_BASE_URL]  # fmt: skip
 
+
+def subprocess_environment() -> dict[str, str]:
+    """This process's environment, with the settings the caller must share with this server
+    and, for SQLite, the database file this server uses (so `--agent` reads the same agents)."""
+    env = dict(os.environ)
+    for name in SHARED_SETTINGS:
+        value = getattr(settings, name, "")
+        if value:
+            env[name] = str(value)
+    if connection.vendor == "sqlite":
+        env["DATABASE_URL"] = f"sqlite:///{Path(connection.settings_dict['NAME']).resolve()}"
+    return env
+
+
+def _supervise(placed: PlacedCall) -> None:
+    """Reap the subprocess (no zombie), stopping it if it outlives TEST_CALL_MAX_S."""
+    process = placed.process
+    assert process is not None
     try:
-        asyncio.run(
-            test_call.caller.call(standard_call(barge_in=False), max_seconds=TEST_CALL_MAX_S)
-        )
-    except Exception as exc:  # reported to the waiting page, or logged if it has gone
-        test_call.error = exc
-        logger.warning("test call %s failed: %s", test_call.caller.call_sid, exc)
-    finally:
-        test_call.done.set()
+        process.wait(timeout=TEST_CALL_MAX_S)
+    except subprocess.TimeoutExpired:
+        logger.warning("test call by %s still running after %.0f s: stopped", placed.agent_slug,
+                       TEST_CALL_MAX_S)  # fmt: skip
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if process.returncode and placed.error is None:
+        placed.error = placed.output_tail() or f"simulate_call exited with {process.returncode}"
+    placed.log_path.unlink(missing_ok=True)
+    placed.done.set()
 
 
-def _reason(test_call: PlacedCall) -> str:
-    if test_call.error is not None:
-        return f"the call did not start: {test_call.error}"
-    if test_call.done.is_set():
-        return "the call ended before the webhook answered"
-    return f"the webhook did not answer within {TEST_CALL_ANSWER_WAIT_S:g} s"
+def _new_call(agent: Agent, since: datetime) -> Call | None:
+    return Call.objects.filter(agent=agent, started_at__gte=since).order_by("-started_at").first()
+
+
+def _wait_for_call(placed: PlacedCall, agent: Agent, since: datetime, wait_s: float) -> str:
+    deadline = time.monotonic() + wait_s
+    while True:
+        call = _new_call(agent, since)
+        if call is not None:
+            placed.call_id = str(call.pk)
+            return placed.call_id
+        if placed.done.is_set():
+            why = placed.error or "the call ended before it was recorded"
+            raise PlaceCallFailed(f"the call did not start: {why}")
+        if time.monotonic() >= deadline:
+            raise PlaceCallFailed(f"no call was recorded within {wait_s:g} s")
+        placed.done.wait(POLL_S)
 
 
 def place_test_call(
     *, server_url: str, to_number: str, wait_s: float = TEST_CALL_ANSWER_WAIT_S
 ) -> str:
-    """Dial `to_number` on the server at `server_url` as Twilio would; the new call's id once
-    the webhook has answered. Raises PlaceCallFailed when it does not within `wait_s`."""
-    from realtime.simulator.caller import SimulatedTwilioCaller
-
-    caller = SimulatedTwilioCaller(
-        server_url,
-        to_number=to_number,
-        # Signed as Twilio signs, for the URL the server checks signatures against.
-        auth_token=settings.TWILIO_AUTH_TOKEN or None,
-        public_base_url=settings.PUBLIC_BASE_URL,
-        account_sid=settings.TWILIO_ACCOUNT_SID or None,
+    """Dial `to_number` (an agent's number) on the server at `server_url` as Twilio would; the
+    new call's id once it is recorded. Raises PlaceCallFailed when it is not within `wait_s`."""
+    agent = agent_for_number(number=to_number)
+    if agent is None:
+        raise PlaceCallFailed(f"no active agent answers {to_number}")
+    # The database's clock, to the microsecond: a call started after this is the new one.
+    since = timezone.now()
+    log = tempfile.NamedTemporaryFile(prefix="test-call-", suffix=".log", delete=False)  # noqa: SIM115 - kept for the supervisor
+    placed = PlacedCall(
+        command=simulate_call_command(agent_slug=agent.slug, server_url=server_url),
+        agent_slug=agent.slug,
+        log_path=Path(log.name),
     )
-    test_call = PlacedCall(caller=caller)
-    test_call.thread = threading.Thread(
-        target=_run, args=(test_call,), name=f"test-call-{caller.call_sid}", daemon=True
-    )
-    test_call.thread.start()
-    PLACED.append(test_call)
+    with log:
+        placed.process = subprocess.Popen(
+            placed.command, cwd=settings.BASE_DIR, env=subprocess_environment(),
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    threading.Thread(
+        target=_supervise, args=(placed,), name=f"test-call-{agent.slug}", daemon=True
+    ).start()
+    PLACED.append(placed)
     del PLACED[:-_PLACED_KEPT]
-    deadline = time.monotonic() + wait_s
-    while test_call.call_id is None and time.monotonic() < deadline:
-        if test_call.done.wait(0.05):
-            break
-    if test_call.call_id is None:
-        raise PlaceCallFailed(_reason(test_call))
-    return test_call.call_id
+    try:
+        return _wait_for_call(placed, agent, since, wait_s)
+    except PlaceCallFailed as failed:
+        placed.error = placed.error or str(failed)
+        logger.warning("test call to %s failed: %s", to_number, failed)
+        raise

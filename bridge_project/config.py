@@ -20,6 +20,13 @@ import environ
 ENVIRONMENTS = ("development", "production", "test")
 DEFAULT_REALTIME_URL = "wss://api.openai.com/v1/realtime"
 DEFAULT_REALTIME_MODEL = "gpt-realtime"
+# The simulator's Twilio REST stand-in accepts these credentials. They live here, not in the
+# simulator, because the product reads them (telephony.rest uses them when no TWILIO_ACCOUNT_SID
+# is configured and TWILIO_API_BASE_URL is not Twilio's) and the product never imports the
+# simulator. Well-formed (AC + 32 hex digits, 32 hex digits) and plainly not a real account.
+STANDIN_ACCOUNT_SID = "AC" + "0" * 32
+STANDIN_AUTH_TOKEN = "5" * 32
+DEFAULT_TWILIO_API_BASE_URL = "https://api.twilio.com"
 
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 _AUTH_TOKEN = re.compile(r"^[0-9a-fA-F]{32}$")

@@ -1,5 +1,8 @@
-"""`make run`'s server: uvicorn (default) or daphne, plus the local realtime stand-in in
-development when no OPENAI_API_KEY is set, so a fresh checkout can take a simulated call.
+"""`make run`'s server: uvicorn (default) or daphne, plus, in development, the simulator's
+local stand-ins: the realtime stand-in when no OPENAI_API_KEY is set, and the Twilio REST
+stand-in when no TWILIO_ACCOUNT_SID is set, so a fresh checkout can take a simulated call in
+which the agent hangs up or transfers. They run as subprocesses (`python -m simulator...`):
+the product never imports the simulator, and this launcher only names its modules.
 
 Run as `python -m bridge_project.serve --server uvicorn --host 127.0.0.1 --port 8000`. Without
 --host/--port the address comes from HOST/PORT in the environment, else in `.env`, else
@@ -20,13 +23,21 @@ from pathlib import Path
 
 import environ
 
-from bridge_project.config import DEFAULT_REALTIME_URL, detect_environment
+from bridge_project.config import (
+    DEFAULT_REALTIME_URL,
+    DEFAULT_TWILIO_API_BASE_URL,
+    STANDIN_ACCOUNT_SID,
+    detect_environment,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 STANDIN_READY_TIMEOUT_S = 15.0
 WS_MAX_MESSAGE_BYTES = 64 * 1024
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+# The Twilio REST stand-in's usual port: `manage.py simulate_call` finds it there.
+DEFAULT_TWILIO_STANDIN_PORT = 8766
+BANNER = "=" * 78
 
 
 def wait_for_port(
@@ -61,23 +72,73 @@ def needs_standin(env: dict[str, str]) -> bool:
     )
 
 
+def needs_rest_standin(env: Mapping[str, str]) -> bool:
+    """Development without a Twilio account and without a custom REST URL talks to the
+    simulator's Twilio REST stand-in (hang-ups and transfers then work on simulated calls)."""
+    return (
+        detect_environment(env) == "development"
+        and not env.get("TWILIO_ACCOUNT_SID", "").strip()
+        and env.get("TWILIO_API_BASE_URL", "").strip() in ("", DEFAULT_TWILIO_API_BASE_URL)
+    )
+
+
+def port_in_use(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def rest_standin_port(env: Mapping[str, str]) -> tuple[int, str]:
+    """TWILIO_STANDIN_PORT if set; else 8766, or a free port (and why) when 8766 is taken."""
+    if env.get("TWILIO_STANDIN_PORT", "").strip():
+        return int(env["TWILIO_STANDIN_PORT"]), ""
+    if not port_in_use(DEFAULT_TWILIO_STANDIN_PORT):
+        return DEFAULT_TWILIO_STANDIN_PORT, ""
+    port = free_port()
+    return port, (
+        f"  (port {DEFAULT_TWILIO_STANDIN_PORT} is taken: pass simulate_call "
+        f"--twilio-rest-url http://127.0.0.1:{port})\n"
+    )
+
+
+def start_rest_standin(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    port, note = rest_standin_port(env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "simulator.twilio.rest", "--port", str(port)],
+        cwd=BASE_DIR,
+        env=env,
+    )
+    wait_for_port(port, process, STANDIN_READY_TIMEOUT_S, what="the Twilio REST stand-in")
+    env["TWILIO_API_BASE_URL"] = f"http://127.0.0.1:{port}"
+    print(
+        f"{BANNER}\n  NO TWILIO_ACCOUNT_SID: Twilio REST requests (hang up, transfer) go to the\n"
+        f"  LOCAL TWILIO REST STAND-IN at {env['TWILIO_API_BASE_URL']} (account "
+        f"{STANDIN_ACCOUNT_SID},\n  not Twilio). Set TWILIO_ACCOUNT_SID to use Twilio's API.\n"
+        f"{note}{BANNER}",
+        flush=True,
+    )
+    return process
+
+
 def start_standin(env: dict[str, str]) -> subprocess.Popen[bytes]:
     port = int(env.get("REALTIME_STANDIN_PORT") or free_port())
     process = subprocess.Popen(
-        [sys.executable, "-m", "realtime.simulator.standin", "--port", str(port)],
+        [sys.executable, "-m", "simulator.openai.standin", "--port", str(port)],
         cwd=BASE_DIR,
         env=env,
     )
     wait_for_port(port, process, STANDIN_READY_TIMEOUT_S, what="the realtime stand-in")
     env["OPENAI_REALTIME_URL"] = f"ws://127.0.0.1:{port}/v1/realtime"
-    banner = "=" * 78
     server_url = f"http://127.0.0.1:{env.get('PORT', '8000')}"
     print(
-        f"{banner}\n  NO OPENAI_API_KEY: calls are bridged to the LOCAL REALTIME STAND-IN at\n"
+        f"{BANNER}\n  NO OPENAI_API_KEY: calls are bridged to the LOCAL REALTIME STAND-IN at\n"
         f"  {env['OPENAI_REALTIME_URL']} (scripted replies, not OpenAI).\n"
         f"  Set OPENAI_API_KEY to talk to OpenAI. Place a test call with:\n"
         f"  .venv/bin/python manage.py simulate_call --url {server_url}\n"
-        f"{banner}",
+        f"  or see a tool at work: ... simulate_call --scenario end_call|transfer|webhook\n"
+        f"{BANNER}",
         flush=True,
     )
     return process
@@ -150,7 +211,11 @@ def main(argv: list[str] | None = None) -> int:
         f"Serving on http://{host}:{port} with {args.server}  (health: /health, admin: /admin/)",
         flush=True,
     )
-    standin = start_standin(env) if needs_standin(env) else None
+    standins: list[subprocess.Popen[bytes]] = []
+    if needs_standin(env):
+        standins.append(start_standin(env))
+    if needs_rest_standin(env):
+        standins.append(start_rest_standin(env))
     server = subprocess.Popen(server_command(args.server, host, port, env), env=env)
 
     def forward(signum: int, _frame: object) -> None:
@@ -161,8 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return server.wait()
     finally:
-        if standin is not None:
+        for standin in standins:
             standin.terminate()
+        for standin in standins:
             standin.wait(timeout=10)
 
 

@@ -47,7 +47,7 @@ import orjson
 from twilio.request_validator import RequestValidator
 from websockets.speedups import apply_mask
 
-from realtime.simulator.caller import SimulatedTwilioCaller
+from simulator.twilio.caller import SimulatedTwilioCaller
 
 FRAME_S = 0.020
 FRAME_BYTES = 160

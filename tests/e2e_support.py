@@ -1,5 +1,11 @@
 """End-to-end harness (tests/e2e): the real app served by uvicorn on loopback, the realtime
-stand-in and the simulated Twilio caller, all speaking their real protocols over real sockets."""
+stand-in, the Twilio REST stand-in and the simulated Twilio caller, all speaking their real
+protocols over real sockets.
+
+Each `LiveBridge.run` starts a fresh realtime stand-in and a fresh Twilio REST stand-in, points
+the server at both (OPENAI_REALTIME_URL, TWILIO_API_BASE_URL) and gives the simulated caller the
+REST stand-in, so it acts on the server's REST requests as Twilio does. Scenarios reach the REST
+stand-in as `live_bridge.twilio_rest` (and `CallRun.twilio_rest`)."""
 
 from __future__ import annotations
 
@@ -11,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from realtime.simulator.caller import CallReport, HangUp, SimulatedTwilioCaller
-from realtime.simulator.standin import RealtimeStandIn
+from bridge_project.config import STANDIN_ACCOUNT_SID, STANDIN_AUTH_TOKEN
+from simulator.openai.standin import RealtimeStandIn
+from simulator.twilio.caller import CallReport, HangUp, SimulatedTwilioCaller
+from simulator.twilio.rest import TwilioRestStandIn
 
 AUTH_TOKEN = "0123456789abcdef0123456789abcdef"
 PUBLIC_BASE_URL = "https://bridge.example.test"
@@ -24,6 +32,7 @@ class CallRun:
     report: CallReport
     caller: SimulatedTwilioCaller
     standin: RealtimeStandIn
+    twilio_rest: TwilioRestStandIn | None = None
 
 
 @dataclass
@@ -31,20 +40,42 @@ class LiveBridge:
     url: str
     settings: Any
     storage_root: Path
+    # The Twilio REST stand-in of the run in progress (None between runs).
+    twilio_rest: TwilioRestStandIn | None = None
+
+    def rest_accounts(self) -> dict[str, str]:
+        """The accounts the REST stand-in accepts: the product's own, when the test gives it
+        one, and the stand-in's (what the product uses without one)."""
+        accounts = {STANDIN_ACCOUNT_SID: STANDIN_AUTH_TOKEN}
+        if self.settings.TWILIO_ACCOUNT_SID and self.settings.TWILIO_AUTH_TOKEN:
+            accounts[self.settings.TWILIO_ACCOUNT_SID] = self.settings.TWILIO_AUTH_TOKEN
+        return accounts
 
     def run(
         self,
         scenario: Callable[[RealtimeStandIn, SimulatedTwilioCaller], Awaitable[T]],
         *,
         standin: dict[str, Any] | None = None,
+        rest: dict[str, Any] | None = None,
     ) -> T:
-        """Run `scenario(stand-in, caller)` with a fresh stand-in the server is pointed at."""
+        """Run `scenario(stand-in, caller)` with a fresh realtime stand-in and Twilio REST
+        stand-in (`self.twilio_rest` meanwhile; `rest`: its options) the server is pointed at."""
 
         async def main() -> T:
-            async with RealtimeStandIn(**(standin or {})) as model:
+            rest_options = {"accounts": self.rest_accounts(), **(rest or {})}
+            async with (
+                RealtimeStandIn(**(standin or {})) as model,
+                TwilioRestStandIn(**rest_options) as twilio_rest,
+            ):
                 self.settings.OPENAI_REALTIME_URL = model.url
+                self.settings.TWILIO_API_BASE_URL = twilio_rest.url
+                self.twilio_rest = twilio_rest
                 caller = SimulatedTwilioCaller(
-                    self.url, auth_token=AUTH_TOKEN, public_base_url=PUBLIC_BASE_URL
+                    self.url,
+                    auth_token=AUTH_TOKEN,
+                    public_base_url=PUBLIC_BASE_URL,
+                    account_sid=self.settings.TWILIO_ACCOUNT_SID or None,
+                    twilio_rest_url=twilio_rest.url,
                 )
                 async with asyncio.timeout(90):
                     result = await scenario(model, caller)
@@ -54,13 +85,17 @@ class LiveBridge:
                     await model.wait_until(lambda: not model.open_connections(), 10.0)
                 return result
 
-        return asyncio.run(main())
+        try:
+            return asyncio.run(main())
+        finally:
+            self.twilio_rest = None
 
     def place_call(
         self,
         script: list,
         *,
         standin: dict[str, Any] | None = None,
+        rest: dict[str, Any] | None = None,
         during: Callable[[RealtimeStandIn, SimulatedTwilioCaller], Awaitable[None]] | None = None,
         hang_up: HangUp = "stop",
         max_seconds: float = 60.0,
@@ -72,9 +107,11 @@ class LiveBridge:
             report = await caller.call(script, hang_up=hang_up, max_seconds=max_seconds)
             if side is not None:
                 await side
-            return CallRun(report=report, caller=caller, standin=model)
+            return CallRun(
+                report=report, caller=caller, standin=model, twilio_rest=self.twilio_rest
+            )
 
-        return self.run(scenario, standin=standin)
+        return self.run(scenario, standin=standin, rest=rest)
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float = 20.0, what: str = "") -> Any:

@@ -21,8 +21,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import ServerConnection
 
 from audio.g711 import ulaw_encode
-from realtime.simulator.connection import StandInConnection
-from realtime.simulator.speech import silence, speech
+from simulator.openai.connection import StandInConnection
+from simulator.speech import silence, speech
 
 AUTH_TOKEN = "0123456789abcdef0123456789abcdef"
 PUBLIC_BASE_URL = "https://voice.example.com"
@@ -138,6 +138,8 @@ class FakeBridge:
     parameters: dict[str, str] = field(
         default_factory=lambda: {"callId": "6f1c2d3e-0000-4000-8000-000000000001", "token": "t.1"}
     )
+    # TwiML answered for other paths (a whisper URL...): path without query -> body.
+    answers: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -178,7 +180,8 @@ class FakeBridge:
         self.webhook_requests.append(
             {"line": request_line, "headers": headers, "params": params, "valid": valid}
         )
-        status, text = ("200 OK", self.twiml()) if valid else ("403 Forbidden", "bad signature")
+        answer = self.answers.get(urllib.parse.urlsplit(path).path, self.twiml())
+        status, text = ("200 OK", answer) if valid else ("403 Forbidden", "bad signature")
         payload = text.encode()
         writer.write(
             f"HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {len(payload)}\r\n"

@@ -1,7 +1,8 @@
 """One client connection to the realtime stand-in: the Realtime protocol state machine, the
 faults it can be told to commit, and everything it observed (for tests).
 
-See `realtime.simulator.standin` for what the stand-in promises; this is how a session works.
+See `simulator.openai.standin` for what the stand-in promises, and `simulator.openai.tools` for
+when it calls tools; this is how a session works.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import json
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -22,14 +24,26 @@ from websockets.exceptions import ConnectionClosed
 
 from audio.convert import pcm16_from_bytes, pcm16_to_bytes
 from audio.g711 import ulaw_decode, ulaw_encode
-from realtime.simulator import protocol as rt
-from realtime.simulator.protocol import Protocol, Reply
-from realtime.simulator.speech import speech
-from realtime.simulator.timing import chunk_sizes, connection_rng, delay_range, draw
-from realtime.simulator.vad import EnergyVad, turn_settings
+from simulator.openai import protocol as rt
+from simulator.openai.protocol import Protocol, Reply
+from simulator.openai.timing import chunk_sizes, connection_rng, delay_range, draw
+from simulator.openai.tools import (
+    DEFAULT_MCP_OUTPUT,
+    DEFAULT_SAY_FIRST,
+    PlannedCall,
+    ScriptedToolCall,
+    ToolPlan,
+    arguments_for,
+    default_choice,
+    function_tools,
+    mcp_allows,
+    mcp_tool,
+)
+from simulator.openai.vad import EnergyVad, turn_settings
+from simulator.speech import speech
 
 if TYPE_CHECKING:
-    from realtime.simulator.standin import RealtimeStandIn
+    from simulator.openai.standin import RealtimeStandIn
 
 
 @dataclass
@@ -73,6 +87,25 @@ class Item:
     text: str = ""
 
 
+# A response's spoken part, among its parts (the others are PlannedCalls, in output order).
+AUDIO = "audio"
+# The fields of a function_call_output item a client may send (GA and beta item params).
+FUNCTION_OUTPUT_FIELDS = frozenset({"type", "call_id", "output", "id", "object", "status"})
+FUNCTION_CALL_FIELDS = frozenset({"type", "call_id", "name", "arguments", "id", "object", "status"})
+# Function call arguments stream in deltas of about this many characters.
+ARGUMENT_DELTA_CHARS = 24
+
+
+@dataclass
+class FunctionCall:
+    """A function call in the conversation, made by the model or replayed by the client."""
+
+    call_id: str
+    name: str
+    response_id: str | None  # None: the client created it (a replayed conversation)
+    answered: bool = False
+
+
 @dataclass
 class ActiveResponse:
     response_id: str
@@ -92,6 +125,13 @@ class ActiveResponse:
     first_audio_at: float | None = None
     previous_item_id: str | None = None
     metadata: dict[str, Any] | None = None
+    # What the response holds, in output order: AUDIO (the reply) and tool calls.
+    parts: list[str | PlannedCall] = field(default_factory=lambda: [AUDIO])
+    message_index: int = 0  # the output index of the spoken message
+    output: list[dict[str, Any]] = field(default_factory=list)  # done items, for response.done
+    own_items: set[str] = field(default_factory=set)
+    calls: list[PlannedCall] = field(default_factory=list)  # the function calls it made
+    arguments_text: str = ""  # every call's arguments, counted as output text
 
 
 class StandInConnection:
@@ -134,6 +174,24 @@ class StandInConnection:
         self.scripted = 0  # responses that said the next scripted reply
         self.reprompts = 0  # responses to an idle timeout
         self.transcriptions = 0
+        # Tools (simulator.openai.tools): the caller's turns and what the stand-in heard in the
+        # latest, the calls made and answered, and what the client got wrong.
+        self.caller_turns = 0
+        self.heard = ""
+        self.planned_turn = 0
+        self.called_tools: set[str] = set()
+        self.scripted_used: set[int] = set()
+        self.skipped_tool_calls: list[str] = []
+        self.function_calls: dict[str, FunctionCall] = {}
+        self.function_outputs: list[dict[str, Any]] = []
+        self.mcp_calls: list[dict[str, Any]] = []
+        self.mcp_listed: set[str] = set()
+        self.protocol_problems: list[str] = []
+        # The calls of the latest response that made any, until the next response.create.
+        self.awaiting: list[str] = []
+        # Outputs have arrived since the latest calls: the next response.create answers them.
+        self.tool_round_trip = False
+        self.reply_after: str | None = None
         # The idle timeout counts from here (ms on the input-audio clock): where the last
         # response's audio ends playing. None until a response is done, and again once speech
         # starts, a response starts or the timeout fires.
@@ -366,6 +424,7 @@ class StandInConnection:
         if faults is not None and faults.configure_delay_s and not self.sent_of("session.updated"):
             await asyncio.sleep(faults.configure_delay_s)
         await self.emit("session.updated", session=self.session)
+        await self._list_mcp_tools()
 
     async def _on_append(self, payload: dict[str, Any]) -> None:
         try:
@@ -520,6 +579,11 @@ class StandInConnection:
         audio_ms = (self.vad.samples - self.buffer_start_samples) * 1000.0 / self.input_rate
         self.buffer_start_samples = self.vad.samples
         previous, self.last_item_id = self.last_item_id, item_id
+        if transcript is None:
+            # A caller turn: what the caller said in it is the next scripted caller line
+            # (what its transcription says, when the session transcribes).
+            self.heard = self.standin.caller_line(self.caller_turns)
+            self.caller_turns += 1
         model = rt.session_transcription_model(self.protocol, self.session)
         self.items[item_id] = Item(item_id, "user", audio_ms=audio_ms)
         await self.emit("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id)
@@ -598,7 +662,14 @@ class StandInConnection:
 
     async def _on_item_create(self, payload: dict[str, Any]) -> None:
         item = payload.get("item")
-        if not isinstance(item, dict) or item.get("type") != "message":
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind == "function_call_output":
+            await self._on_function_output(payload, item)
+            return
+        if kind == "function_call":
+            await self._on_client_function_call(payload, item)
+            return
+        if not isinstance(item, dict) or kind != "message":
             await self.emit_error(
                 "Missing required parameter: 'item.type'.",
                 code="missing_required_parameter",
@@ -664,11 +735,16 @@ class StandInConnection:
                 cause=payload,
             )
             return
+        self._check_answered(payload)
         # A reply asked for with instructions says their quoted passage, if any (the
-        # convention in rt.quoted_passage); otherwise the next scripted reply.
+        # convention in rt.quoted_passage); after tool outputs, the reply to them; otherwise
+        # the next scripted reply (tool calls, if the turn has any: simulator.openai.tools).
         passage = rt.quoted_passage(str(request.get("instructions") or ""))
         reply = rt.spoken_reply(passage) if passage is not None else None
-        self._start_response(reply, metadata=request.get("metadata"))
+        if self.tool_round_trip:
+            self.tool_round_trip = False
+            reply = reply or rt.spoken_reply(self.reply_after or self.standin.tool_reply)
+        self._start_response(reply, metadata=request.get("metadata"), overrides=request)
 
     async def _on_response_cancel(self, payload: dict[str, Any]) -> None:
         if self.response is None:
@@ -680,17 +756,330 @@ class StandInConnection:
             return
         await self._cancel_response("client_cancelled")
 
+    # --- tools: what the model calls (simulator.openai.tools) -----------------------------------
+
+    def _plan_tools(self, overrides: dict[str, Any]) -> ToolPlan | None:
+        """The tool calls answering the caller's latest turn (once per turn), or None."""
+        turn = self.caller_turns
+        if turn == 0 or self.planned_turn == turn:
+            return None
+        self.planned_turn = turn
+        offered = overrides["tools"] if "tools" in overrides else self.session.get("tools")
+        choice = overrides.get("tool_choice", self.session.get("tool_choice", "auto"))
+        tools = [tool for tool in offered or [] if isinstance(tool, dict)]
+        if choice == "none" or not tools:
+            return None
+        if self.standin.tool_calls is not None:
+            return self._scripted_plan(turn, tools)
+        return self._default_plan(tools, choice)
+
+    def _scripted_plan(self, turn: int, tools: list[dict[str, Any]]) -> ToolPlan | None:
+        due: list[tuple[ScriptedToolCall, dict[str, Any]]] = []
+        for index, scripted in enumerate(self.standin.tool_calls or ()):
+            if index in self.scripted_used or not scripted.due(turn, self.heard):
+                continue
+            self.scripted_used.add(index)
+            tool = self._offered_tool(scripted, tools)
+            if tool is None:
+                label = f"{scripted.server_label}." if scripted.server_label else ""
+                self.skipped_tool_calls.append(
+                    f"turn {turn}: {label}{scripted.name} is not offered by the session"
+                )
+                continue
+            due.append((scripted, tool))
+        if not due:
+            return None
+        calls = [
+            self._planned(scripted.name, scripted.arguments, tool, scripted)
+            for scripted, tool in due
+        ]
+        return ToolPlan(
+            functions=[call for call in calls if call.server_label is None],
+            mcp=[call for call in calls if call.server_label is not None],
+            say_first=next((s.say_first for s, _ in due if s.say_first), None),
+            reply_after=next((s.reply_after for s, _ in due if s.reply_after), None),
+        )
+
+    def _offered_tool(
+        self, scripted: ScriptedToolCall, tools: list[dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        if scripted.server_label is not None:
+            server = mcp_tool(tools, scripted.server_label) if self.protocol == "ga" else None
+            return dict(server) if server and mcp_allows(server, scripted.name) else None
+        return next(
+            (dict(t) for t in function_tools(tools) if t.get("name") == scripted.name), None
+        )
+
+    def _default_plan(self, tools: list[dict[str, Any]], choice: Any) -> ToolPlan | None:
+        chosen = default_choice(
+            tools, self.called_tools, choice, calls_per_turn=self.standin.calls_per_turn
+        )
+        if not chosen:
+            return None
+        calls = [self._planned(str(tool["name"]), None, dict(tool)) for tool in chosen]
+        return ToolPlan(functions=calls, mcp=[], say_first=DEFAULT_SAY_FIRST.get(calls[0].name))
+
+    def _planned(
+        self,
+        name: str,
+        arguments: Any,
+        tool: dict[str, Any],
+        scripted: ScriptedToolCall | None = None,
+    ) -> PlannedCall:
+        if arguments is None:
+            arguments = arguments_for(tool.get("parameters")) if tool.get("type") != "mcp" else {}
+        server_label = scripted.server_label if scripted is not None else None
+        output = scripted.output if scripted is not None else None
+        error = scripted.error if scripted is not None else None
+        if server_label is not None and output is None and error is None:
+            output = DEFAULT_MCP_OUTPUT
+        return PlannedCall(
+            name=name,
+            arguments=json.dumps(arguments, separators=(",", ":")),
+            call_id=rt.new_id("call"),
+            item_id=rt.new_id("item"),
+            server_label=server_label,
+            output=output,
+            error=error,
+        )
+
+    def _tool_parts(self, plan: ToolPlan) -> tuple[Reply, list[str | PlannedCall]]:
+        """A plan's response: MCP calls (the service runs them), then what the model says (the
+        line before function calls, or its reply once the MCP calls are done), then the
+        function calls (the client runs them)."""
+        if plan.functions:
+            text = plan.say_first
+            self.reply_after = plan.reply_after
+        else:
+            text = plan.say_first or plan.reply_after or self.standin.tool_reply
+        parts: list[str | PlannedCall] = [*plan.mcp]
+        if text:
+            parts.append(AUDIO)
+        parts += plan.functions
+        return (rt.spoken_reply(text) if text else Reply("", 0.0)), parts
+
+    def _call_item(self, call: PlannedCall, *, done: bool) -> dict[str, Any]:
+        if call.server_label is not None:
+            item: dict[str, Any] = {
+                "id": call.item_id,
+                "type": "mcp_call",
+                "server_label": call.server_label,
+                "name": call.name,
+                "arguments": call.arguments if done else "",
+            }
+            if done and call.error is not None:
+                item["error"] = {"type": "tool_execution_error", "message": call.error}
+            elif done:
+                item["output"] = call.output
+            return item
+        return {
+            "id": call.item_id,
+            "object": "realtime.item",
+            "type": "function_call",
+            "status": "completed" if done else "in_progress",
+            "name": call.name,
+            "call_id": call.call_id,
+            "arguments": call.arguments if done else "",
+        }
+
+    async def _add_call_item(
+        self, response: ActiveResponse, call: PlannedCall, index: int
+    ) -> str | None:
+        """Announce a call's item (in progress); the item before it, for the done event."""
+        previous, self.last_item_id = self.last_item_id, call.item_id
+        self.items[call.item_id] = Item(call.item_id, "assistant", text=call.arguments)
+        response.own_items.add(call.item_id)
+        response.arguments_text += call.arguments
+        item = self._call_item(call, done=False)
+        await self.emit(
+            "response.output_item.added",
+            response_id=response.response_id,
+            output_index=index,
+            item=item,
+        )
+        await self._announce_item(item, previous, done=False)
+        return previous
+
+    async def _call_item_done(
+        self, response: ActiveResponse, call: PlannedCall, index: int, previous: str | None
+    ) -> dict[str, Any]:
+        done = self._call_item(call, done=True)
+        await self.emit(
+            "response.output_item.done",
+            response_id=response.response_id,
+            output_index=index,
+            item=done,
+        )
+        if self.protocol == "ga":
+            await self.emit("conversation.item.done", previous_item_id=previous, item=done)
+        response.output.append(done)
+        return done
+
+    async def _function_call(self, response: ActiveResponse, call: PlannedCall, index: int) -> None:
+        """A function call as the service streams it: the item, the arguments in deltas, their
+        done (GA names the function there; beta only in the item), the item done."""
+        previous = await self._add_call_item(response, call, index)
+        ids = {
+            "response_id": response.response_id,
+            "item_id": call.item_id,
+            "output_index": index,
+            "call_id": call.call_id,
+        }
+        for delta in _chunks(call.arguments):
+            await self.emit("response.function_call_arguments.delta", **ids, delta=delta)
+        named = {"name": call.name} if self.protocol == "ga" else {}
+        await self.emit(
+            "response.function_call_arguments.done", **ids, **named, arguments=call.arguments
+        )
+        await self._call_item_done(response, call, index, previous)
+        response.calls.append(call)
+        self.called_tools.add(call.name)
+        self.function_calls[call.call_id] = FunctionCall(
+            call.call_id, call.name, response.response_id
+        )
+
+    async def _mcp_call(self, response: ActiveResponse, call: PlannedCall, index: int) -> None:
+        """An MCP call the service makes itself: the item, its arguments, in progress, then
+        completed (with the server's output) or failed (with its error). No client round trip:
+        the reply goes on in the same response."""
+        previous = await self._add_call_item(response, call, index)
+        ids = {"item_id": call.item_id, "output_index": index}
+        for delta in _chunks(call.arguments):
+            await self.emit(
+                "response.mcp_call_arguments.delta",
+                response_id=response.response_id,
+                **ids,
+                delta=delta,
+            )
+        await self.emit(
+            "response.mcp_call_arguments.done",
+            response_id=response.response_id,
+            **ids,
+            arguments=call.arguments,
+        )
+        await self.emit("response.mcp_call.in_progress", **ids)
+        # The service waits on the MCP server; a barge-in does not stop a call under way.
+        await asyncio.sleep(self.standin.mcp_delay_s)
+        outcome = "failed" if call.error is not None else "completed"
+        await self.emit(f"response.mcp_call.{outcome}", **ids)
+        self.mcp_calls.append(await self._call_item_done(response, call, index, previous))
+
+    async def _list_mcp_tools(self) -> None:
+        """As the service does when a session offers an MCP server: list its tools, once per
+        server label (an mcp_list_tools item). The stand-in knows of the tools `allowed_tools`
+        names and those a script calls on that server."""
+        if self.protocol != "ga":
+            return
+        for tool in self.session.get("tools") or []:
+            label = tool.get("server_label") if tool.get("type") == "mcp" else None
+            if label is None or label in self.mcp_listed:
+                continue
+            self.mcp_listed.add(label)
+            item_id = rt.new_id("item")
+            item: dict[str, Any] = {"id": item_id, "type": "mcp_list_tools", "server_label": label}
+            previous, self.last_item_id = self.last_item_id, item_id
+            await self.emit(
+                "conversation.item.added", previous_item_id=previous, item={**item, "tools": []}
+            )
+            await self.emit("mcp_list_tools.in_progress", item_id=item_id)
+            await self.emit("mcp_list_tools.completed", item_id=item_id)
+            listed = [
+                {"name": name, "input_schema": {"type": "object"}} for name in self._mcp_names(tool)
+            ]
+            await self.emit(
+                "conversation.item.done", previous_item_id=previous, item={**item, "tools": listed}
+            )
+
+    def _mcp_names(self, tool: dict[str, Any]) -> list[str]:
+        allowed = tool.get("allowed_tools")
+        names = list(allowed) if isinstance(allowed, list) else []
+        if isinstance(allowed, dict):
+            names = list(allowed.get("tool_names") or [])
+        for scripted in self.standin.tool_calls or ():
+            if scripted.server_label == tool.get("server_label") and scripted.name not in names:
+                names.append(scripted.name)
+        return names
+
+    async def _on_function_output(self, payload: dict[str, Any], item: dict[str, Any]) -> None:
+        """A tool's output from the client: kept, and announced as a conversation item. One for
+        a call nobody made is refused (and flagged)."""
+        problem = _item_problem(item, FUNCTION_OUTPUT_FIELDS, ("call_id", "output"))
+        if problem is not None:
+            await self.emit_error(problem[0], code=problem[1], param=problem[2], cause=payload)
+            return
+        call = self.function_calls.get(item["call_id"])
+        if call is None:
+            self.protocol_problems.append(
+                f"function_call_output for an unknown call_id {item['call_id']!r}"
+            )
+            await self.emit_error(
+                f"No tool call found for function call output with call_id {item['call_id']}.",
+                code="invalid_value",
+                param="item.call_id",
+                cause=payload,
+            )
+            return
+        self.function_outputs.append(dict(item))
+        call.answered = True
+        self.tool_round_trip = True
+        await self._add_client_item(payload, item, text=item["output"])
+
+    async def _on_client_function_call(self, payload: dict[str, Any], item: dict[str, Any]) -> None:
+        """A function call the client puts in the conversation (a replayed one after a
+        reconnect): its output may follow; the default policy counts the tool as called."""
+        problem = _item_problem(item, FUNCTION_CALL_FIELDS, ("call_id", "name", "arguments"))
+        if problem is not None:
+            await self.emit_error(problem[0], code=problem[1], param=problem[2], cause=payload)
+            return
+        self.function_calls[item["call_id"]] = FunctionCall(item["call_id"], item["name"], None)
+        self.called_tools.add(item["name"])
+        await self._add_client_item(payload, item, text=item["arguments"])
+
+    async def _add_client_item(
+        self, payload: dict[str, Any], item: dict[str, Any], *, text: str
+    ) -> None:
+        item_id = str(item.get("id") or rt.new_id("item"))
+        previous = payload.get("previous_item_id", self.last_item_id)
+        self.items[item_id] = Item(item_id, "user", text=text)
+        self.last_item_id = item_id
+        full = {"object": "realtime.item", "status": "completed", **item, "id": item_id}
+        await self._announce_item(full, previous, done=True)
+
+    def _check_answered(self, payload: dict[str, Any]) -> None:
+        """A response.create while a call of the previous response has no output yet is a
+        client error (the model would go on without the result): flagged. The service takes
+        it without an error event, so the stand-in does too."""
+        unanswered = [cid for cid in self.awaiting if not self.function_calls[cid].answered]
+        for call_id in unanswered:
+            call = self.function_calls[call_id]
+            self.protocol_problems.append(
+                f"response.create ({payload.get('event_id') or 'no event_id'}) while "
+                f"{call.name} ({call_id}) of {call.response_id} has no function_call_output"
+            )
+        self.awaiting = []
+
     # --- responses ----------------------------------------------------------------------------
 
     def _start_response(
-        self, reply: Reply | None = None, *, metadata: dict[str, Any] | None = None
+        self,
+        reply: Reply | None = None,
+        *,
+        metadata: dict[str, Any] | None = None,
+        overrides: dict[str, Any] | None = None,
     ) -> None:
-        """Start a response saying `reply`, by default the next scripted one (only those move
-        the script on: a greeting or a re-prompt leaves the next scripted reply as it was)."""
+        """Start a response saying `reply`, by default the answer to the caller's turn: its
+        tool calls if it has any, else the next scripted reply (only those move the script on:
+        a greeting or a re-prompt leaves the next scripted reply as it was). `overrides`: a
+        response.create's own `tools` / `tool_choice`."""
         standin = self.standin
+        parts: list[str | PlannedCall] = [AUDIO]
         if reply is None:
-            reply = standin.reply_for(self.scripted)
-            self.scripted += 1
+            plan = self._plan_tools(overrides or {})
+            if plan is not None:
+                reply, parts = self._tool_parts(plan)
+            else:
+                reply = standin.reply_for(self.scripted)
+                self.scripted += 1
         rng = self._rng_response
         response = ActiveResponse(
             rt.new_id("resp"),
@@ -701,6 +1090,7 @@ class StandInConnection:
                 rng, delay_range(standin.first_audio_delay_s, "first_audio_delay_s")
             ),
             metadata=metadata,
+            parts=parts,
         )
         self.responses += 1
         self.idle_from_ms = None  # re-armed when this response's playback ends
@@ -725,7 +1115,7 @@ class StandInConnection:
             await self._pause(response, response.created_delay_s)
             await self.emit("response.created", response=self._response_body(response))
             if not await self._pause(response, response.first_audio_delay_s):
-                await self._stream_audio(response)
+                await self._produce(response)
             await self._finish(response)
         finally:
             if self.response is response:
@@ -736,7 +1126,7 @@ class StandInConnection:
         return {
             "response_id": response.response_id,
             "item_id": response.item_id,
-            "output_index": 0,
+            "output_index": response.message_index,
             "content_index": 0,
         }
 
@@ -752,16 +1142,34 @@ class StandInConnection:
             "content": content if status != "in_progress" else [],
         }
 
-    async def _stream_audio(self, response: ActiveResponse) -> None:
-        """The output item, then audio and transcript deltas, faster than real time."""
+    async def _produce(self, response: ActiveResponse) -> None:
+        """The response's parts in output order: the spoken reply and tool calls."""
+        for index, part in enumerate(response.parts):
+            if response.cancel_reason is not None:
+                return
+            if part == AUDIO:
+                response.message_index = index
+                cancelled = await self._stream_audio(response)
+                await self._close_audio(response)
+                if cancelled:
+                    return
+            elif isinstance(part, PlannedCall) and part.server_label is not None:
+                await self._mcp_call(response, part, index)
+            elif isinstance(part, PlannedCall):
+                await self._function_call(response, part, index)
+
+    async def _stream_audio(self, response: ActiveResponse) -> bool:
+        """The output item, then audio and transcript deltas, faster than real time; True if
+        the response was cancelled meanwhile."""
         response.audio_started = True
         item = self._assistant_item(response, "in_progress")
         response.previous_item_id, self.last_item_id = self.last_item_id, response.item_id
         self.items[response.item_id] = Item(response.item_id, "assistant")
+        response.own_items.add(response.item_id)
         await self.emit(
             "response.output_item.added",
             response_id=response.response_id,
-            output_index=0,
+            output_index=response.message_index,
             item=item,
         )
         await self._announce_item(item, response.previous_item_id, done=False)
@@ -795,7 +1203,8 @@ class StandInConnection:
             # played at `speed`, however uneven the chunks and however late this one was.
             due = start + response.sent_ms / 1000.0 / speed if speed > 0 else 0.0
             if await self._pause(response, due - time.monotonic()):
-                return
+                return True
+        return False
 
     async def _say_words(self, response: ActiveResponse, words: list[str], upto: int) -> None:
         said = len(response.transcript.split())
@@ -814,15 +1223,15 @@ class StandInConnection:
                 await asyncio.wait_for(response.wake.wait(), seconds)
         return response.cancel_reason is not None
 
-    async def _finish(self, response: ActiveResponse) -> None:
-        """The closing events; a cancelled response closes the same way, as the service does."""
+    async def _close_audio(self, response: ActiveResponse) -> None:
+        """The spoken message's closing events; a cancelled one closes the same way, as the
+        service does."""
         cancelled = response.cancel_reason is not None
-        output: list[dict[str, Any]] = []
         if response.audio_started:
             ids = self._ids(response)
             self.items[response.item_id].text = response.transcript
             done = self._assistant_item(response, "incomplete" if cancelled else "completed")
-            output.append(done)
+            response.output.append(done)
             await self.emit("response.output_audio.done", **ids)
             if not cancelled:
                 # A reply cut short (by the caller's speech or response.cancel) gets no
@@ -839,18 +1248,26 @@ class StandInConnection:
             await self.emit(
                 "response.output_item.done",
                 response_id=response.response_id,
-                output_index=0,
+                output_index=response.message_index,
                 item=done,
             )
             if self.protocol == "ga":
                 await self.emit(
                     "conversation.item.done", previous_item_id=response.previous_item_id, item=done
                 )
+
+    async def _finish(self, response: ActiveResponse) -> None:
+        """response.done, with every item the response output (cancelled or not)."""
+        cancelled = response.cancel_reason is not None
         body = self._response_body(response, "cancelled" if cancelled else "completed")
-        body.update(output=output, usage=self._usage(response))
+        body.update(output=list(response.output), usage=self._usage(response))
         if cancelled:
             body["status_details"] = {"type": "cancelled", "reason": response.cancel_reason}
         await self.emit("response.done", response=body)
+        if response.calls:
+            # The client owes these calls an output before it asks for the next response.
+            self.awaiting = [call.call_id for call in response.calls]
+            self.tool_round_trip = False
         self._arm_idle(response)
 
     def _response_body(self, response: ActiveResponse, status: str = "in_progress") -> dict:
@@ -878,7 +1295,7 @@ class StandInConnection:
     def _usage(self, response: ActiveResponse) -> dict[str, Any]:
         """The whole conversation is input; what the last response saw as input, a prefix of
         this one's context, is cached (kind by kind, as `cached_tokens_details` splits it)."""
-        items = [item for item in self.items.values() if item.item_id != response.item_id]
+        items = [item for item in self.items.values() if item.item_id not in response.own_items]
         audio_in = sum(round(item.audio_ms / 1000 * rt.INPUT_AUDIO_TOKENS_PER_S) for item in items)
         text_in = rt.text_tokens(str(self.session.get("instructions") or "")) + sum(
             rt.text_tokens(item.text) for item in items if not item.audio_ms
@@ -889,7 +1306,7 @@ class StandInConnection:
             self.protocol,
             input_tokens=input_tokens,
             output_ms=response.sent_ms,
-            transcript=response.transcript,
+            transcript=response.transcript + response.arguments_text,
         )
 
 
@@ -916,6 +1333,26 @@ def _truncate_problem(
         # The service's own words, numbers glued to "ms".
         message = f"Audio content of {int(item.audio_ms)}ms is already shorter than {end_ms}ms"
         return message, "invalid_value", "audio_end_ms"
+    return None
+
+
+def _chunks(text: str, size: int = ARGUMENT_DELTA_CHARS) -> list[str]:
+    """Argument deltas: the JSON text in pieces that join back to it."""
+    return [text[start : start + size] for start in range(0, len(text), size)] or [""]
+
+
+def _item_problem(
+    item: dict[str, Any], fields: frozenset[str], required: tuple[str, ...]
+) -> rt.Problem | None:
+    """Why the service would refuse a conversation item of this kind, or None."""
+    for key in item:
+        if key not in fields:
+            return rt.unknown_parameter(f"item.{key}")
+    for key in required:
+        if key not in item:
+            return rt.missing(f"item.{key}")
+        if not isinstance(item[key], str):
+            return rt.invalid_type(f"item.{key}", "a string", item[key])
     return None
 
 

@@ -6,9 +6,10 @@ shape (flat `input_audio_format`, `turn_detection`...), in item announcements
 event names (`response.audio.delta` instead of `response.output_audio.delta`).
 
 The field lists below are the `openai` SDK's (the GA `RealtimeResponseCreateParamsParam`, the
-turn detection, noise reduction and transcription params; the beta session.update and
-response.create params), copied rather than imported because the SDK is a development
-dependency only; tests/simulator/test_standin_agents.py checks they still match it.
+turn detection, noise reduction and transcription params, the function and MCP tools and
+`tool_choice`; the beta session.update and response.create params), copied rather than imported
+because the SDK is a development dependency only; tests/simulator/test_standin_agents.py and
+tests/simulator/test_standin_tools.py check they still match it.
 """
 
 from __future__ import annotations
@@ -115,6 +116,42 @@ TRANSCRIPTION_FIELDS: dict[Protocol, frozenset[str]] = {
     "ga": frozenset({"delay", "keywords", "language", "languages", "model", "prompt"}),
     "beta": frozenset({"language", "model", "prompt"}),
 }
+# Tools (GA RealtimeFunctionToolParam and the Mcp tool of RealtimeToolsConfigUnionParam; beta
+# SessionTool): a session or a response offers them in `tools`.
+FUNCTION_TOOL_FIELDS = frozenset({"type", "name", "description", "parameters"})
+MCP_TOOL_FIELDS = frozenset(
+    {
+        "type",
+        "server_label",
+        "server_url",
+        "connector_id",
+        "tunnel_id",
+        "allowed_callers",
+        "allowed_tools",
+        "authorization",
+        "defer_loading",
+        "headers",
+        "require_approval",
+        "server_description",
+    }
+)
+MCP_FILTER_FIELDS = frozenset({"read_only", "tool_names"})
+MCP_CONNECTORS = (
+    "connector_dropbox",
+    "connector_gmail",
+    "connector_googlecalendar",
+    "connector_googledrive",
+    "connector_microsoftteams",
+    "connector_outlookcalendar",
+    "connector_outlookemail",
+    "connector_sharepoint",
+)
+MCP_CALLERS = ("direct", "programmatic")
+APPROVALS = ("always", "never")
+TOOL_TYPES: dict[Protocol, tuple[str, ...]] = {"ga": ("function", "mcp"), "beta": ("function",)}
+TOOL_CHOICES = ("none", "auto", "required")
+# The service's rule for function names.
+FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 NOISE_REDUCTION_TYPES = ("near_field", "far_field")
 EAGERNESS = ("low", "medium", "high", "auto")
 CONVERSATIONS = ("auto", "none")
@@ -427,6 +464,9 @@ def response_problem(protocol: Protocol, response: object) -> Problem | None:
     instructions = response.get("instructions")
     if "instructions" in response and not isinstance(instructions, str):
         return _invalid_type("response.instructions", "a string", instructions)
+    problem = tools_problem(protocol, "response", response)
+    if problem is not None:
+        return problem
     conversation = response.get("conversation", "auto")
     if not isinstance(conversation, str):
         return _invalid_type("response.conversation", "a string", conversation)
@@ -462,7 +502,196 @@ def session_problem(protocol: Protocol, session: dict[str, Any]) -> Problem | No
         _turn_detection_problem(protocol, f"{prefix}.{keys[0]}", detection)
         or _noise_reduction_problem(protocol, f"{prefix}.{keys[1]}", noise)
         or _transcription_problem(protocol, f"{prefix}.{keys[2]}", transcription)
+        or tools_problem(protocol, "session", session)
     )
+
+
+# --- tools ------------------------------------------------------------------------------------
+
+
+def tools_problem(protocol: Protocol, prefix: str, holder: dict[str, Any]) -> Problem | None:
+    """Why the service would refuse the `tools` and `tool_choice` of a session or a response
+    (`prefix` "session" or "response"), or None. Absent fields are fine."""
+    tools = holder.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            return _invalid_type(f"{prefix}.tools", "an array", tools)
+        for index, tool in enumerate(tools):
+            problem = _tool_problem(protocol, f"{prefix}.tools[{index}]", tool)
+            if problem is not None:
+                return problem
+    if "tool_choice" in holder:
+        return _tool_choice_problem(protocol, f"{prefix}.tool_choice", holder["tool_choice"])
+    return None
+
+
+def _tool_problem(protocol: Protocol, path: str, tool: object) -> Problem | None:
+    if not isinstance(tool, dict):
+        return _invalid_type(path, "an object", tool)
+    kind = tool.get("type", "function" if protocol == "beta" else None)
+    if kind is None:
+        return missing(f"{path}.type")
+    if kind not in TOOL_TYPES[protocol]:
+        return _invalid_value(f"{path}.type", kind, TOOL_TYPES[protocol])
+    if kind == "mcp":
+        return _mcp_tool_problem(path, tool)
+    return _function_tool_problem(path, tool)
+
+
+def _function_tool_problem(path: str, tool: dict[str, Any]) -> Problem | None:
+    for key in tool:
+        if key not in FUNCTION_TOOL_FIELDS:
+            return _unknown_parameter(f"{path}.{key}")
+    name = tool.get("name")
+    if name is None:
+        return missing(f"{path}.name")
+    if not isinstance(name, str):
+        return _invalid_type(f"{path}.name", "a string", name)
+    if not FUNCTION_NAME.match(name):
+        message = (
+            f"Invalid '{path}.name': string does not match pattern. Expected a string that "
+            "matches the pattern '^[a-zA-Z0-9_-]+$'."
+        )
+        return message, "invalid_value", f"{path}.name"
+    description = tool.get("description")
+    if description is not None and not isinstance(description, str):
+        return _invalid_type(f"{path}.description", "a string", description)
+    parameters = tool.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        return _invalid_type(f"{path}.parameters", "an object", parameters)
+    return None
+
+
+def _mcp_tool_problem(path: str, tool: dict[str, Any]) -> Problem | None:
+    for key in tool:
+        if key not in MCP_TOOL_FIELDS:
+            return _unknown_parameter(f"{path}.{key}")
+    label = tool.get("server_label")
+    if label is None:
+        return missing(f"{path}.server_label")
+    if not isinstance(label, str):
+        return _invalid_type(f"{path}.server_label", "a string", label)
+    if not any(tool.get(key) for key in ("server_url", "connector_id", "tunnel_id")):
+        return missing(f"{path}.server_url")
+    for key in ("server_url", "tunnel_id", "authorization", "server_description"):
+        if key in tool and not isinstance(tool[key], str):
+            return _invalid_type(f"{path}.{key}", "a string", tool[key])
+    if "connector_id" in tool and tool["connector_id"] not in MCP_CONNECTORS:
+        return _invalid_value(f"{path}.connector_id", tool["connector_id"], MCP_CONNECTORS)
+    if "defer_loading" in tool and not isinstance(tool["defer_loading"], bool):
+        return _invalid_type(f"{path}.defer_loading", "a boolean", tool["defer_loading"])
+    return (
+        _string_map_problem(f"{path}.headers", tool.get("headers"))
+        or _callers_problem(f"{path}.allowed_callers", tool.get("allowed_callers"))
+        or _allowed_tools_problem(f"{path}.allowed_tools", tool.get("allowed_tools"))
+        or _approval_problem(f"{path}.require_approval", tool.get("require_approval"))
+    )
+
+
+def _string_map_problem(path: str, value: object) -> Problem | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        return _invalid_type(path, "an object", value)
+    for key, item in value.items():
+        if not isinstance(item, str):
+            return _invalid_type(f"{path}.{key}", "a string", item)
+    return None
+
+
+def _strings_problem(path: str, value: object) -> Problem | None:
+    if not isinstance(value, list):
+        return _invalid_type(path, "an array", value)
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            return _invalid_type(f"{path}[{index}]", "a string", item)
+    return None
+
+
+def _callers_problem(path: str, value: object) -> Problem | None:
+    if value is None:
+        return None
+    problem = _strings_problem(path, value)
+    if problem is not None:
+        return problem
+    assert isinstance(value, list)
+    for index, item in enumerate(value):
+        if item not in MCP_CALLERS:
+            return _invalid_value(f"{path}[{index}]", item, MCP_CALLERS)
+    return None
+
+
+def _filter_problem(path: str, value: object) -> Problem | None:
+    """An MCP tool filter: {"read_only": bool, "tool_names": [str]}."""
+    if not isinstance(value, dict):
+        return _invalid_type(path, "an object", value)
+    for key in value:
+        if key not in MCP_FILTER_FIELDS:
+            return _unknown_parameter(f"{path}.{key}")
+    if "read_only" in value and not isinstance(value["read_only"], bool):
+        return _invalid_type(f"{path}.read_only", "a boolean", value["read_only"])
+    if "tool_names" in value:
+        return _strings_problem(f"{path}.tool_names", value["tool_names"])
+    return None
+
+
+def _allowed_tools_problem(path: str, value: object) -> Problem | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return _strings_problem(path, value)
+    return _filter_problem(path, value)
+
+
+def _approval_problem(path: str, value: object) -> Problem | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return None if value in APPROVALS else _invalid_value(path, value, APPROVALS)
+    if not isinstance(value, dict):
+        return _invalid_type(path, "a string or an object", value)
+    for key, item in value.items():
+        if key not in APPROVALS:
+            return _unknown_parameter(f"{path}.{key}")
+        problem = _filter_problem(f"{path}.{key}", item)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _tool_choice_problem(protocol: Protocol, path: str, choice: object) -> Problem | None:
+    if isinstance(choice, str):
+        if protocol == "beta" or choice in TOOL_CHOICES:
+            return None  # beta also takes a function's name as a string
+        return _invalid_value(path, choice, TOOL_CHOICES)
+    if protocol == "beta":
+        return _invalid_type(path, "a string", choice)
+    if not isinstance(choice, dict):
+        return _invalid_type(path, "a string or an object", choice)
+    kind = choice.get("type")
+    required = {"function": ("type", "name"), "mcp": ("type", "server_label")}
+    optional = {"function": (), "mcp": ("name",)}
+    if kind not in required:
+        return _invalid_value(f"{path}.type", kind, tuple(required))
+    for key in choice:
+        if key not in required[kind] + optional[kind]:
+            return _unknown_parameter(f"{path}.{key}")
+    for key in required[kind]:
+        if not isinstance(choice.get(key), str):
+            return missing(f"{path}.{key}")
+    return None
+
+
+def missing(path: str) -> Problem:
+    return f"Missing required parameter: '{path}'.", "missing_required_parameter", path
+
+
+def unknown_parameter(path: str) -> Problem:
+    return _unknown_parameter(path)
+
+
+def invalid_type(path: str, expected: str, value: object) -> Problem:
+    return _invalid_type(path, expected, value)
 
 
 def with_turn_detection_defaults(protocol: Protocol, session: dict[str, Any]) -> dict[str, Any]:

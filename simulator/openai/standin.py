@@ -37,23 +37,39 @@ side of the end-to-end tests. It behaves like the service wherever the bridge ca
 * session.update checks turn detection, noise reduction and transcription fields against the
   SDK's types (unknown fields, bad values and types are refused as the service words it);
   `semantic_vad` ends turns on silence like server_vad, after 300/500/1000 ms for eagerness
-  high / medium or auto / low (`realtime.simulator.vad`); noise reduction and the
+  high / medium or auto / low (`simulator.openai.vad`); noise reduction and the
   transcription language are kept in the session, and change nothing else;
 * usage counts the previous response's input as cached, split text/audio
   (`cached_tokens_details`, GA);
 * truncating past the end of an item, or cancelling when no response is in progress, fails
   with the service's wording, so the bridge meets the same benign errors as in production;
 * faults for tests: refused handshakes, immediate closes, dropped sockets, `session_expired`
-  then close 1001, and stalls (no bytes either way, socket left open).
+  then close 1001, and stalls (no bytes either way, socket left open);
+* tools (`simulator.openai.tools` has the rules): session.update's and response.create's
+  `tools` and `tool_choice` are checked against the SDK's types (function tools; GA MCP
+  servers); a caller turn may be answered with tool calls, scripted
+  (`tool_calls=[ScriptedToolCall(...)]`) or by the default policy (each offered function tool
+  once, end_call and transfer_call last), streamed as the service streams them
+  (`response.output_item.added`, `response.function_call_arguments.delta`s and `.done`,
+  `response.output_item.done`, then `response.done` with the function_call items in its
+  output, after the spoken line if the call says one first). The client answers with
+  `conversation.item.create` function_call_output items and `response.create`: the stand-in
+  then says `tool_reply` (or the call's `reply_after`). Every output is kept
+  (`function_outputs`); a `response.create` while a call of the previous response has no
+  output yet, or an output for an unknown call_id (also refused with an error, as the service
+  does), is listed in `protocol_problems`. An MCP server's tools are called by the service
+  itself: `response.mcp_call_arguments.*`, `response.mcp_call.in_progress` then `.completed`
+  or `.failed`, the `mcp_call` item with its output or error, and the reply goes on in the
+  same response; offering an MCP server lists its tools (an `mcp_list_tools` item).
 
 Every client event, every appended audio byte and every truncation is kept per connection.
 Randomness (delays, failures, chunk sizes) comes from per-connection generators seeded by
 `seed` and the connection's index, so runs repeat exactly.
 
-Run standalone: `python -m realtime.simulator.standin --port 8765` (`--help` for the timing
+Run standalone: `python -m simulator.openai.standin --port 8765` (`--help` for the timing
 flags: `--seed`, `--transcription-delay LOW HIGH`, `--transcription-failure-rate`,
 `--response-delay LOW HIGH`, `--first-audio-delay LOW HIGH`, `--even-chunks`,
-`--reprompt-line TEXT`).
+`--reprompt-line TEXT`; and `--no-tool-calls`, `--tool-reply TEXT`).
 """
 
 from __future__ import annotations
@@ -73,10 +89,11 @@ import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from realtime.simulator import protocol as rt
-from realtime.simulator.connection import Faults, ReceivedEvent, StandInConnection
-from realtime.simulator.protocol import Reply
-from realtime.simulator.timing import Delay, delay_range
+from simulator.openai import protocol as rt
+from simulator.openai.connection import Faults, ReceivedEvent, StandInConnection
+from simulator.openai.protocol import Reply
+from simulator.openai.timing import Delay, delay_range
+from simulator.openai.tools import DEFAULT_TOOL_REPLY, ScriptedToolCall
 
 __all__ = [
     "DEFAULT_CALLER_LINES",
@@ -88,6 +105,7 @@ __all__ = [
     "RealtimeStandIn",
     "ReceivedEvent",
     "Reply",
+    "ScriptedToolCall",
     "StandInConnection",
 ]
 
@@ -147,6 +165,11 @@ class RealtimeStandIn:
     * `uneven_chunks`: audio deltas vary by a few samples around `chunk_ms`, so they are not
       whole milliseconds (False: exactly `chunk_ms` each, but the last);
     * `seed`: the seed of every random draw, with the connection's index.
+
+    Tools (simulator.openai.tools): `tool_calls` scripts them (None: the default policy; ():
+    none ever); `tool_reply` is what the model says once a call's output is back (unless the
+    call says `reply_after`); `calls_per_turn` is how many function tools the default policy
+    calls in one response; `mcp_delay_s` is how long an MCP server takes to answer.
     """
 
     def __init__(
@@ -169,6 +192,10 @@ class RealtimeStandIn:
         vad_start_ms: int = 100,
         faults: Faults | None = None,
         echo: bool = False,
+        tool_calls: Sequence[ScriptedToolCall] | None = None,
+        tool_reply: str = DEFAULT_TOOL_REPLY,
+        calls_per_turn: int = 1,
+        mcp_delay_s: float = 0.2,
     ) -> None:
         if not replies or not caller_lines or not reprompt_lines:
             raise ValueError("replies, caller_lines and reprompt_lines must not be empty")
@@ -197,6 +224,10 @@ class RealtimeStandIn:
         # Echo mode (load tests): each appended frame comes straight back as output audio,
         # with no VAD and no scripted replies, so both directions carry every frame.
         self.echo = echo
+        self.tool_calls = tuple(tool_calls) if tool_calls is not None else None
+        self.tool_reply = tool_reply
+        self.calls_per_turn = calls_per_turn
+        self.mcp_delay_s = mcp_delay_s
         self.connections: list[StandInConnection] = []
         self.handshakes: list[Handshake] = []
         self._server: Server | None = None
@@ -234,6 +265,15 @@ class RealtimeStandIn:
     @property
     def truncations(self) -> list[dict[str, Any]]:
         return [t for connection in self.connections for t in connection.truncations]
+
+    @property
+    def protocol_problems(self) -> list[str]:
+        """What clients got wrong with tools, on every connection (see the module's docstring)."""
+        return [p for connection in self.connections for p in connection.protocol_problems]
+
+    @property
+    def function_outputs(self) -> list[dict[str, Any]]:
+        return [o for connection in self.connections for o in connection.function_outputs]
 
     def open_connections(self) -> list[StandInConnection]:
         return [c for c in self.connections if not c.closed]
@@ -455,6 +495,16 @@ def main(argv: list[str] | None = None) -> int:
         help="audio deltas of exactly 100 ms each instead of a few samples more or less",
     )
     parser.add_argument(
+        "--no-tool-calls",
+        action="store_true",
+        help="never call a tool (default: each offered function tool once, ending ones last)",
+    )
+    parser.add_argument(
+        "--tool-reply",
+        default=DEFAULT_TOOL_REPLY,
+        help="what the model says once a tool's output is back (default: %(default)r)",
+    )
+    parser.add_argument(
         "--reprompt-line",
         dest="reprompt_lines",
         action="append",
@@ -470,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
         "transcription_failure_rate": args.transcription_failure_rate,
         "uneven_chunks": not args.even_chunks,
         "reprompt_lines": tuple(args.reprompt_lines or DEFAULT_REPROMPT_LINES),
+        "tool_calls": () if args.no_tool_calls else None,
+        "tool_reply": args.tool_reply,
         **{dest: tuple(getattr(args, dest)) for _, dest, _, _ in delays},
     }
     asyncio.run(serve_forever(args.host, args.port, **options))

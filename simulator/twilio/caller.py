@@ -8,6 +8,20 @@
    every 20 ms on an absolute schedule, numbers as strings, from a script of caller steps.
 4. Like Twilio, play the agent's audio in real time from a buffer: a `mark` is echoed when
    playback reaches it; `clear` drops the unplayed audio and echoes the pending marks at once.
+5. With a Twilio REST stand-in (`twilio_rest_url`, simulator.twilio.rest), act on what the
+   server asks of Twilio's REST API, as Twilio does: the call is registered there (so the server
+   can update it) and polled every `rest_poll_s` (its `/_simulator/calls/{CallSid}` view) while
+   the stream is open. Updated with `Status=completed` (or canceled while still ringing), the
+   caller ends the media stream as Twilio ends it when a call ends (`stop`, then close:
+   `ended_by_rest`). Redirected with `Twiml` or `Url`, it keeps the new TwiML
+   (`redirected_twiml`; a `Url` is fetched as Twilio fetches it, signed), then ends the stream
+   the same way: the call leaves `<Connect>` for the new TwiML. A `<Dial><Number url=...>` in it
+   is answered by the simulated callee: the whisper URL is fetched as Twilio fetches it for the
+   called party (`whisper_twiml`, by number). A call ended so reports `ended_by` "twilio", and
+   its `<Connect action>` is not requested (Twilio does not, for a call modified by the API).
+6. With `status_callback_path` (a number configured with a status callback), POST the call's
+   final status there once it is over (`completed`, its duration), signed, as Twilio does: for
+   a transferred call that is what closes the record.
 
 Everything received, played, cleared and echoed is recorded for tests and for the summary of
 `manage.py simulate_call`.
@@ -19,6 +33,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import email.utils
 import secrets
 import urllib.error
 import urllib.parse
@@ -34,7 +49,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from audio.g711 import ulaw_encode
-from realtime.simulator.script import (
+from bridge_project.config import STANDIN_ACCOUNT_SID
+from simulator.speech import speech
+from simulator.twilio.script import (
     AwaitAgentAudio,
     AwaitAgentPlayed,
     Dtmf,
@@ -45,7 +62,6 @@ from realtime.simulator.script import (
     Step,
     Until,
 )
-from realtime.simulator.speech import speech
 
 FRAME_MS = 20
 FRAME_BYTES = 160  # 20 ms of mu-law at 8 kHz
@@ -56,6 +72,8 @@ WEBHOOK_PATH = "/twilio/incoming-call"
 MEDIA_FORMAT = {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
 
 HangUp = Literal["stop", "close", "abort"]
+# Polling the REST stand-in stops after this many failures in a row (it went away).
+REST_POLL_MAX_FAILURES = 25
 
 
 class WebhookRejected(Exception):
@@ -124,6 +142,10 @@ class CallReport:
     ended_by: str
     script_error: str | None = None
     protocol_errors: list[str] = field(default_factory=list)
+    # What the server asked of Twilio's REST API (with a REST stand-in), as the caller lived it.
+    ended_by_rest: bool = False
+    redirected_twiml: str | None = None
+    whisper_twiml: dict[str, str] = field(default_factory=dict)
 
 
 class SimulatedTwilioCaller:
@@ -142,13 +164,26 @@ class SimulatedTwilioCaller:
         call_sid: str | None = None,
         extra_params: Mapping[str, str] | None = None,
         http_timeout_s: float = 10.0,
+        twilio_rest_url: str | None = None,
+        rest_poll_s: float = 0.2,
+        answer_whisper: bool = True,
+        status_callback_path: str | None = None,
     ) -> None:
         self.server_url = server_url.rstrip("/")
         self.auth_token = auth_token or None
         self.public_base_url = (public_base_url or self.server_url).rstrip("/")
         self.stream_base_url = stream_base_url or _ws_base(self.server_url)
         self.http_timeout_s = http_timeout_s
-        self.account_sid = account_sid or twilio_sid("AC")
+        self.twilio_rest_url = twilio_rest_url.rstrip("/") if twilio_rest_url else None
+        self.rest_poll_s = rest_poll_s
+        self.answer_whisper = answer_whisper
+        self.status_callback_path = status_callback_path
+        self.status_callback_status: int | None = None  # what the status callback answered
+        # The call belongs to the account the server's REST requests authenticate as: with a
+        # REST stand-in and no account given, the stand-in's (what the product then uses).
+        self.account_sid = account_sid or (
+            STANDIN_ACCOUNT_SID if self.twilio_rest_url else twilio_sid("AC")
+        )
         self.call_sid = call_sid or twilio_sid("CA")
         self.stream_sid = twilio_sid("MZ")
         self.webhook_params = self._webhook_params(from_number, to_number, extra_params or {})
@@ -184,6 +219,16 @@ class SimulatedTwilioCaller:
         self._t0 = 0.0
         self._receiver: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
+        # Twilio's REST API as this call met it (with a REST stand-in).
+        self.ended_by_rest = False
+        self.rest_status: str | None = None  # the call's status there, as last polled
+        self.redirected_twiml: str | None = None
+        self.redirected_url: str | None = None
+        self.whisper_twiml: dict[str, str] = {}
+        self.rest_errors: list[str] = []
+        self._rest_poller: asyncio.Task[None] | None = None
+        self._rest_stop = asyncio.Event()
+        self._rest_redirects_seen = 0
 
     # --- the whole call -----------------------------------------------------------------------
 
@@ -191,8 +236,15 @@ class SimulatedTwilioCaller:
         self, script: Sequence[Step], *, hang_up: HangUp = "stop", max_seconds: float | None = None
     ) -> CallReport:
         """Place the call, run the script (at most `max_seconds`), hang up, report."""
-        await self.place_call()
-        await self.connect_stream()
+        if self.twilio_rest_url:
+            await self.register_with_rest()
+        try:
+            await self.place_call()
+            await self.connect_stream()
+        except BaseException:
+            await self._set_rest_status("completed")
+            raise
+        self.start_rest_polling()
         ended_by = "caller"
         try:
             async with asyncio.timeout(max_seconds):
@@ -204,10 +256,41 @@ class SimulatedTwilioCaller:
         except TimeoutError:
             ended_by = "caller (time limit)"
         finally:
+            await self.stop_rest_polling()
             await self.hang_up(hang_up)
-        if ended_by == "server":
+        if ended_by == "server" and self.twilio_rest_url and not self.ended_by_rest:
+            # The server may have closed the stream right after its REST request, before the
+            # next poll: Twilio would have ended the call for the request.
+            with contextlib.suppress(OSError):
+                await self._poll_rest_once()
+        if self.ended_by_rest:
+            ended_by = "twilio"
+        elif ended_by == "server":
             await self.follow_connect_action()
+        await self._set_rest_status("completed")
+        await self.post_status_callback()
         return self.report(ended_by)
+
+    async def post_status_callback(self) -> None:
+        """The number's status callback for the ended call, as Twilio posts it."""
+        if self.status_callback_path is None:
+            return
+        seconds = int(self.now_ms() / 1000) if self._t0 else 0
+        params = {
+            **self.webhook_params,
+            "CallStatus": "completed",
+            "CallDuration": str(seconds),
+            "Duration": str(-(-seconds // 60)),  # billed minutes, rounded up
+            "CallbackSource": "call-progress-events",
+            "SequenceNumber": "0",
+            "Timestamp": email.utils.formatdate(usegmt=False),
+        }
+        try:
+            status, _ = await asyncio.to_thread(self._post, self.status_callback_path, params)
+        except OSError as exc:
+            self.rest_errors.append(f"status callback: {exc}")
+            return
+        self.status_callback_status = status
 
     def report(self, ended_by: str = "caller") -> CallReport:
         return CallReport(
@@ -224,6 +307,9 @@ class SimulatedTwilioCaller:
             ended_by=ended_by,
             script_error=self.script_error,
             protocol_errors=list(self.protocol_errors),
+            ended_by_rest=self.ended_by_rest,
+            redirected_twiml=self.redirected_twiml,
+            whisper_twiml=dict(self.whisper_twiml),
         )
 
     @property
@@ -312,20 +398,33 @@ class SimulatedTwilioCaller:
         return self.after_stream_twiml
 
     def _post(self, path: str, params: Mapping[str, str]) -> tuple[int, str]:
+        return self._request(self.server_url + path, self.public_base_url + path, params)
+
+    def _request(
+        self, url: str, signed_url: str, params: Mapping[str, str], method: str = "POST"
+    ) -> tuple[int, str]:
+        """A webhook request as Twilio makes it: POSTed form (or GET query), signed over
+        `signed_url` (the public URL) when there is an auth token."""
         headers = {
-            "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
             "User-Agent": "TwilioProxy/1.1",
             "Accept": "*/*",
             "I-Twilio-Idempotency-Token": secrets.token_hex(16),
         }
-        signature = self.signature(path, params)
-        if signature is not None:
-            headers["X-Twilio-Signature"] = signature
+        data: bytes | None = None
+        if method == "GET":
+            query = urllib.parse.urlencode(params)
+            separator = "&" if urllib.parse.urlsplit(url).query else "?"
+            url, signed_url = f"{url}{separator}{query}", f"{signed_url}{separator}{query}"
+            signed_params: dict[str, str] = {}
+        else:
+            headers["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8"
+            data = urllib.parse.urlencode(params).encode()
+            signed_params = dict(params)
+        if self.auth_token is not None:
+            validator = RequestValidator(self.auth_token)
+            headers["X-Twilio-Signature"] = validator.compute_signature(signed_url, signed_params)
         request = urllib.request.Request(  # noqa: S310 - the server under test, http(s) only
-            self.server_url + path,
-            data=urllib.parse.urlencode(params).encode(),
-            headers=headers,
-            method="POST",
+            url, data=data, headers=headers, method=method
         )
         try:
             with urllib.request.urlopen(request, timeout=self.http_timeout_s) as response:  # noqa: S310
@@ -435,6 +534,177 @@ class SimulatedTwilioCaller:
         if self._receiver is not None:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._receiver, 5.0)
+
+    # --- 5: Twilio's REST API, through the REST stand-in -------------------------------------
+
+    def _rest_json(
+        self, method: str, path: str, params: Mapping[str, str] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """One request to the REST stand-in's /_simulator/ endpoints (not Twilio's API)."""
+        assert self.twilio_rest_url is not None
+        data = urllib.parse.urlencode(params).encode() if params is not None else None
+        request = urllib.request.Request(  # noqa: S310 - the local stand-in, http only
+            f"{self.twilio_rest_url}/_simulator/{path}", data=data, method=method
+        )
+        if data is not None:
+            request.add_header("Content-Type", "application/x-www-form-urlencoded")
+        try:
+            with urllib.request.urlopen(request, timeout=2.0) as response:  # noqa: S310
+                return response.status, orjson.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, {"error": error.read().decode("utf-8", "replace")}
+
+    async def register_with_rest(self) -> None:
+        """Tell the REST stand-in about this call, as Twilio knows of every call it carries, so
+        the server can update it. Ringing until the webhook has answered."""
+        params = {
+            "CallSid": self.call_sid,
+            "From": self.webhook_params["From"],
+            "To": self.webhook_params["To"],
+            "AccountSid": self.account_sid,
+            "Status": "ringing",
+            "Direction": "inbound",
+        }
+        try:
+            status, body = await asyncio.to_thread(self._rest_json, "POST", "calls", params)
+        except OSError as exc:
+            raise RuntimeError(
+                f"no Twilio REST stand-in at {self.twilio_rest_url}: {exc}"
+            ) from None
+        if status != 201:
+            raise RuntimeError(f"the REST stand-in refused the call ({status}): {body}")
+        self.rest_status = "ringing"
+
+    async def _set_rest_status(self, status: str) -> None:
+        if not self.twilio_rest_url or self.rest_status in (None, "completed", "canceled"):
+            return
+        try:
+            code, body = await asyncio.to_thread(
+                self._rest_json, "POST", f"calls/{self.call_sid}", {"Status": status}
+            )
+        except OSError as exc:
+            self.rest_errors.append(f"status {status}: {exc}")
+            return
+        if code == 200:
+            self.rest_status = body.get("status", status)
+
+    def start_rest_polling(self) -> None:
+        if self.twilio_rest_url and self._rest_poller is None:
+            self._rest_poller = asyncio.create_task(self._poll_rest())
+
+    async def stop_rest_polling(self) -> None:
+        """Stop polling and wait for the poller (it may be ending the call right now)."""
+        poller, self._rest_poller = self._rest_poller, None
+        self._rest_stop.set()
+        if poller is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(poller, 10.0)
+
+    async def _poll_rest(self) -> None:
+        """Poll the call's state while the stream is open; act as Twilio does on an update."""
+        await self._set_rest_status("in-progress")
+        failures = 0
+        while not self._rest_stop.is_set() and not self._closed.is_set():
+            try:
+                if await self._poll_rest_once():
+                    return
+                failures = 0
+            except OSError as exc:
+                failures += 1
+                if failures == 1:
+                    self.rest_errors.append(f"poll: {exc}")
+                if failures >= REST_POLL_MAX_FAILURES:
+                    self.rest_errors.append("poll: the REST stand-in went away; stopped")
+                    return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._rest_stop.wait(), self.rest_poll_s)
+
+    async def _poll_rest_once(self) -> bool:
+        """Read the call's state once and act on it; True if the call was ended by it."""
+        status, view = await asyncio.to_thread(self._rest_json, "GET", f"calls/{self.call_sid}")
+        if status != 200:
+            raise OSError(f"the REST stand-in answered {status} for the call: {view}")
+        self.rest_status = view["status"]
+        redirects = view.get("redirects") or []
+        if len(redirects) > self._rest_redirects_seen:
+            self._rest_redirects_seen = len(redirects)
+            await self._redirected(redirects[-1])
+        elif view["status"] in ("completed", "canceled") and view.get("ended_by_rest"):
+            await self._end_as_twilio()
+        else:
+            return False
+        return True
+
+    async def _redirected(self, redirect: Mapping[str, Any]) -> None:
+        """New instructions for the call: leave <Connect> (the stream ends), then take the new
+        TwiML (inline, or fetched from the Url) and answer any whisper in it."""
+        await self._end_as_twilio()
+        self.redirected_url = redirect.get("url")
+        if self.redirected_url:
+            method = str(redirect.get("method") or "POST")
+            self.redirected_twiml = await self._fetch_twiml(self.redirected_url, method)
+        else:
+            self.redirected_twiml = redirect.get("twiml")
+        if self.answer_whisper and self.redirected_twiml:
+            await self._answer_whispers(self.redirected_twiml)
+
+    async def _end_as_twilio(self) -> None:
+        """End the media stream as Twilio does when the call leaves <Connect>: stop, close."""
+        self.ended_by_rest = True
+        await self.hang_up("stop")
+
+    def _target(self, url: str) -> tuple[str, str]:
+        """Where to send a request for `url`, and the URL to sign: a URL on the server's
+        public origin goes to the server's real address, signed over the public one."""
+        parts = urllib.parse.urlsplit(url)
+        public = urllib.parse.urlsplit(self.public_base_url)
+        if (parts.scheme, parts.netloc) != (public.scheme, public.netloc):
+            return url, url
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        return self.server_url + path, url
+
+    async def _fetch_twiml(
+        self, url: str, method: str, params: Mapping[str, str] | None = None
+    ) -> str:
+        target, signed = self._target(url)
+        form = dict(
+            params if params is not None else {**self.webhook_params, "CallStatus": "in-progress"}
+        )
+        try:
+            status, body = await asyncio.to_thread(
+                self._request, target, signed, form, method.upper()
+            )
+        except OSError as exc:
+            return f"(not fetched: {exc})"
+        return body if status == 200 else f"HTTP {status}: {body}"
+
+    async def _answer_whispers(self, twiml: str) -> None:
+        """The called party answers each <Dial><Number url=...>: Twilio fetches that URL for
+        the new call leg (its own CallSid, ParentCallSid = this call) and plays it to them."""
+        try:
+            root = ET.fromstring(twiml)  # noqa: S314 - TwiML from the server under test
+        except ET.ParseError:
+            return
+        for dial in root.iter("Dial"):
+            caller_id = dial.get("callerId") or self.webhook_params["To"]
+            for number in dial.iter("Number"):
+                url, called = number.get("url"), (number.text or "").strip()
+                if not url:
+                    continue
+                leg = {
+                    "AccountSid": self.account_sid,
+                    "ApiVersion": "2010-04-01",
+                    "CallSid": twilio_sid("CA"),
+                    "ParentCallSid": self.call_sid,
+                    "CallStatus": "in-progress",
+                    "Direction": "outbound-dial",
+                    "From": caller_id,
+                    "Caller": caller_id,
+                    "To": called,
+                    "Called": called,
+                }
+                method = number.get("method") or "POST"
+                self.whisper_twiml[called] = await self._fetch_twiml(url, method, leg)
 
     # --- the script ---------------------------------------------------------------------------
 

@@ -1,17 +1,21 @@
-"""The agent page's "Place a test call", for real: staff post the button on the served app, the
-simulated Twilio caller dials the agent's number on that same server, the bridge talks to the
-realtime stand-in, and the page sends staff to the new call's page while the call goes on."""
+"""The agent page's "Place a test call", for real: staff post the button on the served app,
+`manage.py simulate_call --agent <slug>` (a subprocess: the product never imports the simulator)
+dials the agent's number on that same server, the bridge talks to the realtime stand-in, and the
+page sends staff to the new call's page while the call goes on."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client
 from e2e_support import LiveBridge, finished_call
@@ -79,13 +83,21 @@ def test_the_button_places_a_call_and_opens_its_page(
     assert status == 302, location
     placed = admin_views.PLACED[-1]
     assert placed.error is None, placed.error
+    assert placed.process is not None and placed.process.returncode == 0
+    assert placed.command[1:5] == [
+        str(Path(settings.BASE_DIR) / "manage.py"),
+        "simulate_call",
+        "--agent",
+        "sales",
+    ]
+    assert placed.command[placed.command.index("--url") + 1] == live_bridge.url
     assert location == f"/admin/calls/call/{placed.call_id}/change/"
     call = finished_call(placed.call_id, timeout_s=30)
     # The call was answered by the agent on the number dialled, and keeps what it was told.
     assert call.agent == agent
     assert call.agent_version == agent.version
     assert call.agent_snapshot["agent"]["greeting"] == "Hello, sales here."
-    assert placed.caller.webhook_params["To"] == "+18005550100"
+    assert call.caller == "+14155550123"  # the simulated caller's number
     updates = [
         event.payload
         for connection in model.connections
@@ -118,4 +130,9 @@ def test_a_call_that_does_not_start_is_reported_on_the_agent_page(
 
     status, location = live_bridge.run(scenario)
     assert (status, location) == (302, f"/admin/agents/agent/{agent.pk}/change/")
-    assert "Connect" in str(admin_views.PLACED[-1].error)
+    placed = admin_views.PLACED[-1]
+    assert placed.done.wait(30)
+    # simulate_call said why: the webhook's TwiML connects no stream.
+    assert "Connect" in str(placed.error)
+    assert placed.process is not None and placed.process.returncode != 0
+    assert placed.command[0] == sys.executable

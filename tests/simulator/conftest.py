@@ -1,4 +1,4 @@
-"""Fixtures for the simulator's tests (helpers in simulator/helpers.py)."""
+"""Fixtures for the simulator's tests (helpers in tests/sim_support.py)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from simulator.helpers import FakeBridge, RealtimeClient
+from sim_support import FakeBridge, RealtimeClient
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import serve
 
-from realtime.simulator.standin import RealtimeStandIn
+from simulator.openai.standin import RealtimeStandIn
 
 
 @pytest.fixture

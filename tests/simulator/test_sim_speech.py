@@ -4,8 +4,8 @@ import numpy as np
 
 from audio.g711 import ulaw_decode, ulaw_encode
 from audio.vad import SpeechMeter
-from realtime.simulator.speech import silence, speech
-from realtime.simulator.vad import EnergyVad
+from simulator.openai.vad import EnergyVad
+from simulator.speech import silence, speech
 
 
 def _frame_levels_dbfs(pcm: np.ndarray, rate: int, frame_ms: int = 20) -> np.ndarray:

@@ -8,9 +8,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from realtime.management.commands import simulate_call
-from realtime.management.commands.simulate_call import agent_number, dialled_number
-from realtime.simulator.caller import WebhookRejected
+from simulator.management.commands import simulate_call
+from simulator.management.commands.simulate_call import agent_number, dialled_number
+from simulator.twilio.caller import WebhookRejected
 
 
 def make_agent(slug: str, *numbers: str) -> Any:

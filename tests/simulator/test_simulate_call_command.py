@@ -15,7 +15,7 @@ from support import (
     wait_for_http,
 )
 
-from realtime.management.commands.simulate_call import loopback_standin_port
+from simulator.management.commands.simulate_call import loopback_standin_port
 
 AUTH_TOKEN = "0123456789abcdef0123456789abcdef"
 
@@ -52,6 +52,8 @@ def test_simulate_call_places_a_signed_call_with_a_barge_in(tmp_path: Path):
         TWILIO_AUTH_TOKEN=AUTH_TOKEN,
         # The server and the command share it: the command runs the stand-in there.
         OPENAI_REALTIME_URL=f"ws://127.0.0.1:{standin_port}/v1/realtime",
+        # Where no make-run REST stand-in listens: this call goes without one.
+        TWILIO_STANDIN_PORT=str(free_port()),
     )
     assert manage(env, "migrate", "--noinput", "-v0").returncode == 0
     with running_process(uvicorn_command(port), env, tmp_path / "server.log") as server:

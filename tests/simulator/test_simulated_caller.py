@@ -12,13 +12,14 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from simulator.helpers import AUTH_TOKEN, PUBLIC_BASE_URL, TWIML_STREAM_URL, FakeBridge
+from sim_support import AUTH_TOKEN, PUBLIC_BASE_URL, TWIML_STREAM_URL, FakeBridge
 from twilio.request_validator import RequestValidator
 from websockets.asyncio.server import ServerConnection
 
 from audio.g711 import ulaw_decode, ulaw_encode
-from realtime.simulator.caller import SimulatedTwilioCaller, WebhookRejected, parse_twiml
-from realtime.simulator.script import (
+from simulator.speech import speech
+from simulator.twilio.caller import SimulatedTwilioCaller, WebhookRejected, parse_twiml
+from simulator.twilio.script import (
     AwaitAgentAudio,
     AwaitAgentPlayed,
     Dtmf,
@@ -27,7 +28,6 @@ from realtime.simulator.script import (
     Speak,
     standard_call,
 )
-from realtime.simulator.speech import speech
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 

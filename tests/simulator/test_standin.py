@@ -9,14 +9,14 @@ import time
 
 import numpy as np
 import pytest
-from simulator.helpers import RealtimeClient, caller_turn
+from sim_support import RealtimeClient, caller_turn
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from audio.convert import pcm16_to_bytes
 from audio.g711 import ulaw_decode
-from realtime.simulator.speech import silence, speech
-from realtime.simulator.standin import DEFAULT_CALLER_LINES, DEFAULT_REPLIES, RealtimeStandIn
+from simulator.openai.standin import DEFAULT_CALLER_LINES, DEFAULT_REPLIES, RealtimeStandIn
+from simulator.speech import silence, speech
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 

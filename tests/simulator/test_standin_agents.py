@@ -20,13 +20,13 @@ from openai.types.beta.realtime import session_update_event_param as beta_sessio
 from openai.types.realtime import AudioTranscriptionParam, RealtimeResponseCreateParamsParam
 from openai.types.realtime.realtime_audio_config_input_param import NoiseReduction
 from openai.types.realtime.realtime_audio_input_turn_detection_param import SemanticVad, ServerVad
-from simulator.helpers import RealtimeClient, assert_all_sdk_valid, caller_turn, of_type
+from sim_support import RealtimeClient, assert_all_sdk_valid, caller_turn, of_type
 from websockets.asyncio.client import connect
 
 from audio.g711 import ulaw_encode
-from realtime.simulator import protocol as rt
-from realtime.simulator.speech import silence
-from realtime.simulator.standin import DEFAULT_REPLIES, RealtimeStandIn
+from simulator.openai import protocol as rt
+from simulator.openai.standin import DEFAULT_REPLIES, RealtimeStandIn
+from simulator.speech import silence
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 

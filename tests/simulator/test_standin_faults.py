@@ -7,12 +7,12 @@ import sys
 import time
 
 import pytest
-from simulator.helpers import caller_turn
+from sim_support import caller_turn
 from support import REPO_ROOT
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
 from websockets.protocol import State
 
-from realtime.simulator.standin import Faults
+from simulator.openai.standin import Faults
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 
@@ -153,7 +153,7 @@ TIMING_OPTIONS = [
 @pytest.mark.parametrize("options", [[], TIMING_OPTIONS], ids=["defaults", "timing-options"])
 async def test_the_standin_runs_standalone(options: list[str]):
     # Port 0: any free port; the banner says which. SIGTERM (what `make run` sends) stops it.
-    command = [sys.executable, "-m", "realtime.simulator.standin", "--port", "0", *options]
+    command = [sys.executable, "-m", "simulator.openai.standin", "--port", "0", *options]
     async with asyncio.timeout(20):
         process = await asyncio.create_subprocess_exec(
             *command,

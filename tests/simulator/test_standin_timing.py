@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from simulator.helpers import (
+from sim_support import (
     RealtimeClient,
     assert_all_sdk_valid,
     caller_turn,
@@ -27,10 +27,10 @@ from websockets.asyncio.client import connect
 
 from audio.convert import pcm16_to_bytes
 from audio.g711 import ulaw_encode
-from realtime.simulator import protocol as rt
-from realtime.simulator.speech import silence, speech
-from realtime.simulator.standin import DEFAULT_CALLER_LINES, DEFAULT_REPLIES, RealtimeStandIn
-from realtime.simulator.timing import chunk_sizes, connection_rng, delay_range
+from simulator.openai import protocol as rt
+from simulator.openai.standin import DEFAULT_CALLER_LINES, DEFAULT_REPLIES, RealtimeStandIn
+from simulator.openai.timing import chunk_sizes, connection_rng, delay_range
+from simulator.speech import silence, speech
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 

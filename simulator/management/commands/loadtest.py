@@ -26,9 +26,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from realtime.management.commands.simulate_call import loopback_standin_port, port_listening
-from realtime.simulator.load import LoadConfig, LoadResult, run_load, summary
-from realtime.simulator.standin import DEFAULT_PORT
+from simulator.load import LoadConfig, LoadResult, run_load, summary
+from simulator.management.commands.simulate_call import loopback_standin_port, port_listening
+from simulator.openai.standin import DEFAULT_PORT
 
 
 def fast_event_loop() -> None:

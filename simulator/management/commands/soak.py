@@ -29,10 +29,10 @@ from django.core.management.base import BaseCommand
 from django.db import connections
 
 from bridge_project.serve import free_port, server_command, wait_for_port
-from realtime.simulator.caller import SimulatedTwilioCaller
-from realtime.simulator.load import rss_mb
-from realtime.simulator.script import timed_call
-from realtime.simulator.standin import RealtimeStandIn
+from simulator.load import rss_mb
+from simulator.openai.standin import RealtimeStandIn
+from simulator.twilio.caller import SimulatedTwilioCaller
+from simulator.twilio.script import timed_call
 
 PUBLIC = "https://soak.example.test"
 # Each of these, with text, becomes one transcript row.
