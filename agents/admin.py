@@ -28,6 +28,7 @@ from realtime.configuration import session_preview
 
 WHO = ("name", "slug", "is_default", "is_active")
 WHAT_IT_SAYS = ("instructions", "greeting", "voice", "model", "language")
+WHAT_IT_CAN_DO = ("tools",)
 HOW_IT_LISTENS = (
     "turn_detection",
     "vad_threshold",
@@ -53,12 +54,17 @@ def _choices(names: tuple[str, ...], current: str) -> list[tuple[str, str]]:
 class AgentForm(forms.ModelForm):
     class Meta:
         model = Agent
-        fields = (*WHO, *WHAT_IT_SAYS, *HOW_IT_LISTENS)
+        fields = (*WHO, *WHAT_IT_SAYS, *HOW_IT_LISTENS, *WHAT_IT_CAN_DO)
         widgets = {
+            "tools": forms.Textarea(attrs={"rows": 10, "cols": 90}),
             "instructions": forms.Textarea(attrs={"rows": 14, "cols": 90}),
             "greeting": forms.Textarea(attrs={"rows": 2, "cols": 90}),
             "language": forms.TextInput(attrs={"size": 4}),
         }
+
+    def clean_tools(self) -> list[Any]:
+        # An emptied box means no tools (the JSON field would make it null).
+        return self.cleaned_data.get("tools") or []
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -127,6 +133,15 @@ class AgentAdmin(admin.ModelAdmin):
         ("Who", {"fields": WHO}),
         ("What it says", {"fields": WHAT_IT_SAYS}),
         ("How it listens", {"fields": HOW_IT_LISTENS}),
+        (
+            "What it can do",
+            {
+                "fields": WHAT_IT_CAN_DO,
+                "description": 'Tools as JSON, e.g. [{"type": "end_call"}, {"type": '
+                '"transfer_call", "targets": {"sales": "+15550003333"}, "warm": true}]; '
+                'webhook, mcp and python tools too (README, "Tools").',
+            },
+        ),
         (
             "What the model is sent",
             {

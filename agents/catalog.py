@@ -29,6 +29,7 @@ AGENT_CONFIG_FIELDS = (
     "idle_timeout_ms",
     "transcription_model",
     "max_call_minutes",
+    "tools",
 )
 
 # RealtimeSessionCreateRequestParam["model"] (openai.types.realtime).

@@ -16,6 +16,7 @@ from django.db import models
 from django.db.models import Q
 
 from agents import catalog, validators
+from agents.tools import validate_tools
 
 
 class TurnDetection(models.TextChoices):
@@ -143,6 +144,13 @@ class Agent(models.Model):
         validators=[validators.validate_max_call_minutes],
         help_text="The agent ends the call politely at this length, 1 to 240 minutes. Empty: "
         "no limit.",
+    )
+    tools = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_tools],
+        help_text='What the agent can do during a call, e.g. [{"type": "end_call"}, {"type": '
+        '"transfer_call", "targets": {"sales": "+15550003333"}}]: see the README, "Tools".',
     )
     # Bumped by agents.services whenever a field in catalog.AGENT_CONFIG_FIELDS changes; each
     # call keeps the version (and the configuration) it was answered with.

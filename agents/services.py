@@ -125,7 +125,10 @@ def _save(*, agent: Agent) -> Agent:
         # Only a race gets here (the checks above passed): say which rule it broke.
         if "slug" in str(error):
             raise ValidationError({"slug": ["An agent with this slug already exists."]}) from None
-        raise ValidationError({"is_default": ["Another agent just became the default."]}) from None
+        if "default" in str(error):
+            message = "Another agent just became the default."
+            raise ValidationError({"is_default": [message]}) from None
+        raise
     return agent
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import environ
 
-from bridge_project.config import load_config_or_exit
+from bridge_project.config import DEFAULT_TWILIO_API_BASE_URL, load_config_or_exit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -44,6 +44,9 @@ INSTALLED_APPS = [
     "calls",
     "telephony",
     "realtime",
+    # For its management commands (simulate_call, loadtest, soak); it has no models. Nothing
+    # in the product imports it (tests/test_simulator_boundary.py checks).
+    "simulator",
 ]
 
 MIDDLEWARE = [
@@ -165,6 +168,13 @@ if CONFIG.is_production:
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))
 
+# The largest request body (bytes) Django reads, and the API's 413 line: Django's default,
+# stated here because the API promises it. An agent with the longest instructions and a hundred
+# numbers is well under 100 KB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+# A failed CSRF check under /api/ answers the API's JSON 403; elsewhere Django's page.
+CSRF_FAILURE_VIEW = "calls.api.exceptions.csrf_failure"
+
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Token first: an anonymous request then gets 401 with `WWW-Authenticate: Token`; the
@@ -175,7 +185,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["calls.api.permissions.CallPermission"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON, refused with 413 over DATA_UPLOAD_MAX_MEMORY_SIZE (DRF's own reads any size).
+    "DEFAULT_PARSER_CLASSES": ["calls.api.parsers.BoundedJSONParser"],
     # Per user: every endpoint refuses anonymous requests before throttles are consulted, so
     # an anonymous rate would never apply. Counted in the default cache (per process unless
     # CACHES names a shared one).
@@ -190,7 +201,11 @@ SPECTACULAR_SETTINGS = {
         "Calls bridged between Twilio and OpenAI Realtime: history, transcripts, recordings, "
         "notes, analytics and a live status feed. Authenticate with `Authorization: Token "
         "<key>` (or the admin's session); reading needs calls.view_call, notes "
-        'calls.change_call. Errors are `{"error": {"code", "message", "details"}}`.'
+        "calls.change_call, agents agents.view_agent / agents.change_agent. Every answer under "
+        '/api/ that is not a success is `{"error": {"code", "message", "details"}}` JSON: 400 '
+        "for a request the schema refuses, 409 for one that conflicts with what is stored. A "
+        "query parameter given with an empty value counts as given (an empty enum value is "
+        "refused); strings never contain NUL (U+0000)."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -198,8 +213,15 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "calls.api.schema.status_feed_path",
+        "agents.api.schema.agent_schema_constraints",
+        "calls.api.schema.response_headers",
     ],
     "COMPONENT_SPLIT_REQUEST": True,
+    # Two fields are named "status": a call's (Twilio's values) and a tool call's.
+    "ENUM_NAME_OVERRIDES": {
+        "CallStatusEnum": "calls.models.CallStatus",
+        "ToolCallStatusEnum": "calls.models.ToolCallStatus",
+    },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -218,6 +240,12 @@ OPENAI_REALTIME_MODEL = CONFIG.openai_realtime_model
 RECORDING_STORAGE_PATH = CONFIG.recording_storage_path
 
 _env = environ.Env()
+# Where Twilio's REST API is (hang up, redirect, dial out): Twilio's, or in development and
+# tests the simulator's REST stand-in (`make run` points this at it when no account is set).
+# (An empty value, as .env.example has it, means the default.)
+TWILIO_API_BASE_URL = (
+    _env.str("TWILIO_API_BASE_URL", default="").strip() or DEFAULT_TWILIO_API_BASE_URL
+)
 # The stream token in the TwiML must be used within this many seconds.
 STREAM_TOKEN_TTL_S = _env.int("STREAM_TOKEN_TTL_S", default=300)
 # Said before the stream connects (empty: none).
@@ -292,6 +320,13 @@ REALTIME_PRICES_PER_M = {
     "cached_input_text": _env.float("PRICE_CACHED_TEXT_INPUT_PER_M", default=_CACHED_INPUT_PER_M),
     "output_text": _env.float("PRICE_OUTPUT_TEXT_PER_M", default=16.0),
 }
+# Tools (README, "Tools"). Webhook tools sign their requests with this secret (HMAC-SHA256,
+# header X-Bridge-Signature); without it they answer the model with an error.
+TOOL_WEBHOOK_SECRET = _env.str("TOOL_WEBHOOK_SECRET", default="")
+# The most of a webhook tool's answer that is read; a longer answer is an error for the model.
+TOOL_RESPONSE_MAX_BYTES = _env.int("TOOL_RESPONSE_MAX_BYTES", default=65536)
+# Modules whose `@agents.tools.tool` functions agents may use as {"type": "python"} tools.
+TOOL_MODULES = _env.list("TOOL_MODULES", default=[])
 # Dotted path of a callable(text) -> (label, score in [-1, 1]) scoring the caller's words.
 SENTIMENT_ANALYZER = _env.str("SENTIMENT_ANALYZER", default="calls.sentiment.vader_sentiment")
 
@@ -303,6 +338,7 @@ LOG_REDACTED_VALUES = [
         TWILIO_AUTH_TOKEN,
         TWILIO_WEBHOOK_SECRET,
         OPENAI_API_KEY,
+        TOOL_WEBHOOK_SECRET,
         DATABASES["default"].get("PASSWORD", ""),
     )
     if value

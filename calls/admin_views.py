@@ -26,7 +26,16 @@ from django.utils.safestring import SafeString
 
 from calls import admin_charts as charts
 from calls import selectors
-from calls.models import LATENCY_HELP, Call, CallNote, CallStatus, Recording, Sentiment
+from calls.models import (
+    LATENCY_HELP,
+    Call,
+    CallNote,
+    CallStatus,
+    Recording,
+    Sentiment,
+    ToolCall,
+    ToolCallStatus,
+)
 from calls.selectors import Interval
 
 # A second of dead air after the caller stops is where callers start saying "hello?": the
@@ -109,6 +118,7 @@ class Turn:
     interrupted: bool
     heard: str  # how much of an interrupted agent turn the caller heard
     inaudible: bool  # the caller spoke but the service could not transcribe it
+    failed: bool = False  # a tool call that errored or timed out
 
 
 @dataclass(frozen=True)
@@ -138,7 +148,9 @@ class CallSheet:
 
 
 def _turns(call: Call) -> list[Turn]:
-    return [
+    """The conversation in call order: both sides' lines, and between them the tools the
+    agent used (prefetched in order by selectors.call_detail_list)."""
+    lines = [
         Turn(
             speaker=line.speaker,
             text=line.text,
@@ -149,9 +161,26 @@ def _turns(call: Call) -> list[Turn]:
             heard=f"{(line.end_ms - line.start_ms) / 1000:.1f} s" if line.interrupted else "",
             inaudible=line.inaudible,
         )
-        # Prefetched in spoken order by selectors.call_detail_list.
         for line in call.transcripts.all()
     ]
+    tools = [_tool_turn(tool) for tool in call.tool_calls.all()]
+    return sorted([*lines, *tools], key=lambda turn: turn.start_ms)  # stable: lines first
+
+
+def _tool_turn(tool: ToolCall) -> Turn:
+    arguments = json.dumps(tool.arguments, ensure_ascii=False)
+    output = tool.output if len(tool.output) <= 300 else f"{tool.output[:300]}..."
+    return Turn(
+        speaker="tool",
+        text=f"{tool.name}({arguments}) -> {tool.status} in {tool.duration_ms} ms: {output}",
+        start_ms=tool.start_ms,
+        end_ms=tool.end_ms,
+        stamp=charts.clock(tool.start_ms),
+        interrupted=False,
+        heard="",
+        inaudible=False,
+        failed=tool.status != ToolCallStatus.OK,
+    )
 
 
 def _analytics_rows(analytics: Any) -> list[tuple[str, Any]]:
@@ -171,6 +200,7 @@ def _analytics_rows(analytics: Any) -> list[tuple[str, Any]]:
          "starting to play)", f"{latency} ms"),
         ("Model reconnects", a.reconnects),
         ("Model errors", a.model_errors),
+        ("Tool calls (failed)", f"{a.tool_calls} ({a.tool_errors})"),
         ("Frames missing / malformed", f"{a.frames_missing} / {a.frames_malformed}"),
         ("Audio tokens in / out", f"{a.input_audio_tokens:,} / {a.output_audio_tokens:,}"),
         ("Audio tokens in cached", f"{a.cached_audio_tokens:,}"),

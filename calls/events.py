@@ -1,8 +1,9 @@
 """The live status feed: call events published on the channel layer for /api/status (SSE).
 
 One group for every listener; with Redis as the layer, events from every process reach every
-listener. Kinds: `call.started`, `call.updated` (status changes, transcript lines) and
-`call.ended` (with a summary). Publishing never raises: a broken feed must not break a call.
+listener. Kinds: `call.started`, `call.updated` (status changes, transcript lines),
+`call.tool` (a tool the agent used: name, kind, status, timing) and `call.ended` (with a
+summary). Publishing never raises: a broken feed must not break a call.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from channels.layers import get_channel_layer
 STATUS_GROUP = "calls.status"
 CALL_STARTED = "call.started"
 CALL_UPDATED = "call.updated"
+CALL_TOOL = "call.tool"
 CALL_ENDED = "call.ended"
 logger = logging.getLogger(__name__)
 

@@ -206,6 +206,50 @@ class Transcript(models.Model):
         return f"{self.speaker}: {self.text[:60]}"
 
 
+class ToolCallStatus(models.TextChoices):
+    OK = "ok"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+
+
+class ToolCall(models.Model):
+    """One use of a tool during the call: what the model asked, what it was answered, when."""
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="tool_calls")
+    # The model's call_id (or the service's item id for an MCP call): a retried write of the
+    # same call is recognised by it.
+    call_ref = models.CharField(max_length=64)
+    name = models.CharField(max_length=64)
+    kind = models.CharField(
+        max_length=16, help_text="end_call, transfer_call, webhook, python, mcp, or unknown"
+    )
+    arguments = models.JSONField(default=dict, blank=True)
+    output = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=8, choices=ToolCallStatus.choices)
+    start_ms = models.PositiveIntegerField(help_text="Offset from the start of the call")
+    end_ms = models.PositiveIntegerField(help_text="Offset from the start of the call")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["call", "start_ms", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["call", "call_ref"], name="tool_call_ref_unique"),
+            models.CheckConstraint(
+                condition=Q(end_ms__gte=models.F("start_ms")), name="tool_call_ends_after_start"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=ToolCallStatus.values), name="tool_call_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"
+
+    @property
+    def duration_ms(self) -> int:
+        return self.end_ms - self.start_ms
+
+
 class Sentiment(models.TextChoices):
     POSITIVE = "positive"
     NEUTRAL = "neutral"
@@ -242,6 +286,10 @@ class Analytics(models.Model):
     frames_missing = models.PositiveIntegerField(default=0)
     frames_malformed = models.PositiveIntegerField(default=0)
     model_errors = models.PositiveIntegerField(default=0, help_text="error events from the model")
+    tool_calls = models.PositiveIntegerField(default=0, help_text="tools the agent used")
+    tool_errors = models.PositiveIntegerField(
+        default=0, help_text="tool calls that failed or timed out"
+    )
     input_audio_tokens = models.PositiveIntegerField(default=0)
     output_audio_tokens = models.PositiveIntegerField(default=0)
     input_text_tokens = models.PositiveIntegerField(default=0)

@@ -38,6 +38,7 @@ from calls.models import (
     CallStatus,
     Recording,
     Sentiment,
+    ToolCall,
     Transcript,
 )
 
@@ -62,6 +63,7 @@ def call_detail_list() -> QuerySet[Call]:
     return Call.objects.select_related("analytics", "metadata", "agent").prefetch_related(
         # Spoken order, not write order (see Transcript.Meta).
         Prefetch("transcripts", queryset=Transcript.objects.order_by("start_ms", "sequence")),
+        Prefetch("tool_calls", queryset=ToolCall.objects.order_by("start_ms", "pk")),
         Prefetch("recordings", queryset=Recording.objects.order_by("created_at")),
         Prefetch("note_entries", queryset=CallNote.objects.select_related("author")),
     )

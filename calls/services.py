@@ -32,6 +32,7 @@ from calls.models import (
     CallNote,
     CallStatus,
     Recording,
+    ToolCall,
     Transcript,
 )
 
@@ -63,6 +64,20 @@ class TranscriptLine:
 
 
 @dataclass(frozen=True)
+class ToolCallLine:
+    """A tool call as the bridge saw it (calls.models.ToolCall)."""
+
+    call_ref: str
+    name: str
+    kind: str
+    arguments: dict[str, Any]
+    output: str
+    status: str
+    start_ms: int
+    end_ms: int
+
+
+@dataclass(frozen=True)
 class RecordingFile:
     """A finished recording on local disk, to be stored through Django's storage API."""
 
@@ -82,6 +97,8 @@ class CallOutcome:
     analytics: dict[str, Any] = field(default_factory=dict)
     recording: RecordingFile | None = None
     network: dict[str, Any] = field(default_factory=dict)  # CallMetadata's network quality
+    # Transferred: the call goes on at Twilio (with a person); its status callback ends it.
+    handed_over: bool = False
 
 
 # What a value, refused once, is refused again for: the row itself is wrong (out of range, not
@@ -288,6 +305,32 @@ def transcripts_add(*, call_id: str, lines: Iterable[TranscriptLine]) -> int:
     return len(fresh)
 
 
+def tool_calls_add(*, call_id: str, lines: Iterable[ToolCallLine]) -> int:
+    """Insert tool calls; one already stored (same call_ref) is skipped, not doubled."""
+    rows = [
+        ToolCall(
+            call_id=call_id,
+            call_ref=line.call_ref,
+            name=text_clean(line.name),
+            kind=line.kind,
+            arguments=line.arguments,
+            output=text_clean(line.output),
+            status=line.status,
+            start_ms=max(0, line.start_ms),
+            end_ms=max(line.start_ms, line.end_ms, 0),
+        )
+        for line in lines
+    ]
+    existing = set(
+        ToolCall.objects.filter(
+            call_id=call_id, call_ref__in=[row.call_ref for row in rows]
+        ).values_list("call_ref", flat=True)
+    )
+    fresh = [row for row in rows if row.call_ref not in existing]
+    ToolCall.objects.bulk_create(fresh)
+    return len(fresh)
+
+
 def analytics_update(*, call_id: str, values: Mapping[str, Any]) -> None:
     """Overwrite the live analytics of a call with the latest measures."""
     fields = {key: value for key, value in values.items() if key in _ANALYTICS_FIELDS}
@@ -353,11 +396,12 @@ def _recording_row_add(*, call_id: str, recording: RecordingFile, name: str) -> 
 
 def _call_close(*, call_id: str, outcome: CallOutcome) -> Call:
     call = Call.objects.select_for_update().get(pk=call_id)
-    call.ended_at = call.ended_at or max(outcome.ended_at, call.started_at)
-    if call.duration_s is None:
-        call.duration_s = round((call.ended_at - call.started_at).total_seconds(), 3)
-    if call.status in ACTIVE_STATUSES:
-        call.status = CallStatus.COMPLETED
+    if not outcome.handed_over:
+        call.ended_at = call.ended_at or max(outcome.ended_at, call.started_at)
+        if call.duration_s is None:
+            call.duration_s = round((call.ended_at - call.started_at).total_seconds(), 3)
+        if call.status in ACTIVE_STATUSES:
+            call.status = CallStatus.COMPLETED
     # An error message can be long or odd; a refused reason must not keep the call open.
     reason = text_clean(outcome.end_reason)[: Call._meta.get_field("end_reason").max_length]
     call.end_reason = call.end_reason or reason

@@ -30,19 +30,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
 from django.conf import settings
 from django.utils import timezone
 
+from agents.tools import END_CALL, TRANSFER_CALL, tool_name
 from audio.errors import AudioFormatError
 from audio.recorder import CallRecorder, RecordingInfo
 from bridge_project.logging import bind_call_context
 from calls.sentiment import sentiment_of
-from calls.services import CallOutcome, RecordingFile, TranscriptLine
+from calls.services import CallOutcome, RecordingFile, ToolCallLine, TranscriptLine
 from realtime import model as m
 from realtime.lifecycle import RecordingLease
 from realtime.store import PENDING_FINALIZATIONS, CallStore
+from realtime.tools import CallInfo, ToolOutcome, error_output, run_tool
 from telephony import messages as tw
-from telephony.twiml import TIME_LIMIT_REASON
+from telephony import rest
+from telephony.twiml import (
+    AGENT_ENDED_REASON,
+    AGENT_PARAMETER,
+    CALLER_PARAMETER,
+    DIALLED_PARAMETER,
+    TIME_LIMIT_REASON,
+    transfer_twiml,
+    whisper_url,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +142,8 @@ class Measures:
     frames_late: int = 0
     frames_malformed: int = 0
     model_errors: int = 0
+    tool_calls: int = 0
+    tool_errors: int = 0
     # Response latency per reply: end of the caller's speech to the reply's first audio
     # reaching the caller (see CallBridge._on_audio_delta).
     latencies_ms: list[float] = field(default_factory=list)
@@ -198,6 +212,19 @@ class CallBridge:
         self._model_changed = asyncio.Event()  # set per model event (waits re-check on it)
         self._time_limit: asyncio.Task[None] | None = None
         self._idle_items: set[str] = set()  # silent turns the service committed at idle
+        # Tools: the agent's by the name the model calls them, a task per call (by call_id),
+        # and per finished response the calls still unanswered (its reply waits for them).
+        self._tools = {tool_name(tool): tool for tool in agent.tools}
+        self._tool_tasks: dict[str, asyncio.Task[None]] = {}
+        self._answered: set[str] = set()
+        self._unanswered: dict[str, set[str]] = {}
+        self.call_info = CallInfo(
+            id=call_id,
+            call_sid=start.call_sid,
+            caller=start.custom_parameters.get(CALLER_PARAMETER, ""),
+            agent=start.custom_parameters.get(AGENT_PARAMETER, ""),
+        )
+        self._dialled = start.custom_parameters.get(DIALLED_PARAMETER, "")
         self._sequence = 0
         self._context: list[ContextLine] = []
         self._last_chunk = 0
@@ -261,40 +288,54 @@ class CallBridge:
         close_twilio: bool = False,
         settle: bool = False,
         hang_up: bool = False,
+        handed_over: bool = False,
     ) -> None:
         """Finish the call once; a later call waits for the first to hand over to finalization.
 
         `settle` (the caller hung up): the turn they were speaking is committed, and pending
         transcriptions and the agent's last line get up to CALL_END_SETTLE_S to arrive, so the
         last words before a hang-up are on the record. `close_twilio` hands the call back to
-        Twilio, which asks /twilio/stream-ended how to go on: the fallback (message, human)
-        unless `hang_up`, when the reason is recorded first and Twilio is told to hang up.
+        Twilio, which asks /twilio/stream-ended how to go on: the fallback (message, human).
+        `hang_up` (the bridge ends the call on purpose): the reason is recorded first, then the
+        call is hung up through Twilio's REST API, or, where that is not available, by closing
+        the stream (/twilio/stream-ended then answers a hang-up for that reason).
+        `handed_over` (a transfer): the call goes on at Twilio without us; its status
+        callback, not this end, closes it.
         """
         if self._ending is None:
             self.ended = True
             self._ending = asyncio.create_task(
-                self._end(reason, close_twilio=close_twilio, settle=settle, hang_up=hang_up)
+                self._end(
+                    reason,
+                    close_twilio=close_twilio,
+                    settle=settle,
+                    hang_up=hang_up,
+                    handed_over=handed_over,
+                )
             )
         await asyncio.shield(self._ending)
 
-    async def _end(self, reason: str, *, close_twilio: bool, settle: bool, hang_up: bool) -> None:
+    async def _end(
+        self, reason: str, *, close_twilio: bool, settle: bool, hang_up: bool, handed_over: bool
+    ) -> None:
         end_ms = self.now_ms()
         self._cut_playback(end_ms)
         if settle:
             await self._settle_model()
         self._settle_agent_lines(force=True)
-        for task in (self._model_task, self._time_limit):
-            if task is not None:
+        for task in (self._model_task, self._time_limit, *self._tool_tasks.values()):
+            if task is not None and task is not asyncio.current_task() and not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.model.close()
+        if hang_up:
+            await self.store.end_reason_note(reason)
+            close_twilio = not await self._hang_up_through_rest()
         if close_twilio:
-            if hang_up:
-                await self.store.end_reason_note(reason)
             with contextlib.suppress(Exception):
                 await self.twilio.close(1000)
-        self.finalization = asyncio.create_task(self._finalize(reason, end_ms))
+        self.finalization = asyncio.create_task(self._finalize(reason, end_ms, handed_over))
         PENDING_FINALIZATIONS.add(self.finalization)
         self.finalization.add_done_callback(PENDING_FINALIZATIONS.discard)
         logger.info("call ended: %s", reason)
@@ -310,12 +351,14 @@ class CallBridge:
         replies_before = self.measures.turns
         await self._say("The call has reached its time limit.", settings.CALL_TIME_LIMIT_GOODBYE)
 
-        def goodbye_heard() -> bool:
-            said = self.measures.turns > replies_before and not self._response_in_progress
-            return said and self._playback_end_ms <= self.now_ms()
+        await self._wait_for(
+            lambda: self.measures.turns > replies_before and self._reply_heard(), FAREWELL_WAIT_S
+        )
+        await self.end(TIME_LIMIT_REASON, hang_up=True)
 
-        await self._wait_for(goodbye_heard, FAREWELL_WAIT_S)
-        await self.end(TIME_LIMIT_REASON, close_twilio=True, hang_up=True)
+    def _reply_heard(self) -> bool:
+        """No reply in flight, and all the agent's audio sent has played to the caller."""
+        return not self._response_in_progress and self._playback_end_ms <= self.now_ms()
 
     async def _say(self, occasion: str, words: str) -> None:
         """Ask for one reply that says `words` as written (quoted, so the model, and the
@@ -372,7 +415,15 @@ class CallBridge:
             return False
         return all(item.transcript is not None for item in self._items.values() if item.sent_bytes)
 
-    async def _finalize(self, reason: str, end_ms: float) -> None:
+    async def _hang_up_through_rest(self) -> bool:
+        try:
+            await asyncio.to_thread(rest.call_hang_up, call_sid=self.call_sid)
+        except rest.RestUnavailable as exc:
+            logger.info("hanging up by closing the stream: %s", exc)
+            return False
+        return True
+
+    async def _finalize(self, reason: str, end_ms: float, handed_over: bool = False) -> None:
         info: RecordingInfo | None = None
         try:
             info = await asyncio.to_thread(self.recorder.finalize, end_ms)
@@ -393,6 +444,7 @@ class CallBridge:
                 "frames_missing": self.measures.frames_missing,
                 "frames_late": self.measures.frames_late,
             },
+            handed_over=handed_over,
         )
         saved = await self.store.finalize(outcome, give_up_after_s=settings.CALL_FINALIZE_GIVE_UP_S)
         if saved and info is not None:
@@ -514,6 +566,10 @@ class CallBridge:
             await self._on_response_started()
         elif kind is m.ResponseDone:
             await self._on_response_done(event)  # type: ignore[arg-type]
+        elif kind is m.ToolCallRequested:
+            self._on_tool_call(event)  # type: ignore[arg-type]
+        elif kind is m.ServiceToolCall:
+            self._on_service_tool_call(event)  # type: ignore[arg-type]
         elif kind is m.SessionReady:
             await self._on_session_ready(event)  # type: ignore[arg-type]
         elif kind is m.Disconnected:
@@ -726,6 +782,137 @@ class CallBridge:
         for key in USAGE_KEYS:
             usage[key] += getattr(event.usage, key)
         self.store.set_analytics(self._live_analytics())
+        if event.tool_calls:
+            # The reply this response leads to waits until every call in it is answered.
+            for call in event.tool_calls:
+                self._on_tool_call(call)
+            called = {call.call_id for call in event.tool_calls}
+            self._unanswered[event.response_id] = called - self._answered
+            await self._reply_after_tools(event.response_id)
+
+    # --- tools ---------------------------------------------------------------------------------
+
+    def _on_tool_call(self, event: m.ToolCallRequested) -> None:
+        """Run each call once, as a task: caller audio keeps flowing while it runs. A call is
+        reported when its arguments are done and again in its response's output."""
+        if event.call_id in self._tool_tasks or self.ended:
+            return
+        self._tool_tasks[event.call_id] = asyncio.create_task(
+            self._run_tool_call(event), name=f"tool-{event.name}"
+        )
+
+    async def _run_tool_call(self, event: m.ToolCallRequested) -> None:
+        started = self.now_ms()
+        tool = self._tools.get(event.name)
+        arguments, problem = _arguments(event.arguments)
+        kind = tool["type"] if tool is not None else "unknown"
+        if tool is None:
+            outcome = ToolOutcome(error_output(f"there is no tool named {event.name!r}"), "error")
+        elif problem is not None:
+            outcome = ToolOutcome(error_output(problem), "error")
+        elif kind == END_CALL:
+            await self._agent_hangs_up(event, arguments, started)
+            return
+        elif kind == TRANSFER_CALL:
+            outcome = await self._agent_transfers(event, tool, arguments, started)
+            if outcome is None:
+                return  # transferred: the call is in other hands
+        else:
+            outcome = await run_tool(tool, arguments, self.call_info)
+        self._record_tool(event, kind, arguments, outcome, started)
+        await self.model.tool_result(event.call_id, outcome.output)
+        self._answered.add(event.call_id)
+        await self._reply_after_tools(event.response_id)
+
+    async def _reply_after_tools(self, response_id: str) -> None:
+        """Ask for the next reply once the response is done and all its calls are answered.
+        A reply the caller started meanwhile (they spoke) already sees the outputs."""
+        waiting = self._unanswered.get(response_id)
+        if waiting is None:
+            return  # the response is still streaming: its response.done checks again
+        waiting -= self._answered
+        if waiting:
+            return
+        del self._unanswered[response_id]
+        if not self.ended and not self._response_in_progress:
+            await self.model.request_response()
+
+    def _record_tool(
+        self,
+        event: m.ToolCallRequested,
+        kind: str,
+        arguments: dict[str, Any],
+        outcome: ToolOutcome,
+        started_ms: float,
+    ) -> None:
+        self.measures.tool_calls += 1
+        self.measures.tool_errors += outcome.status != "ok"
+        self.store.add_tool_call(
+            ToolCallLine(
+                call_ref=event.call_id,
+                name=event.name,
+                kind=kind,
+                arguments=arguments,
+                output=outcome.output,
+                status=outcome.status,
+                start_ms=int(started_ms),
+                end_ms=int(self.now_ms()),
+            )
+        )
+        self.store.set_analytics(self._live_analytics())
+        if outcome.status != "ok":
+            logger.warning("tool %s: %s (%s)", event.name, outcome.status, outcome.output[:200])
+
+    def _on_service_tool_call(self, event: m.ServiceToolCall) -> None:
+        """An MCP server the service called itself: on the record, nothing to answer."""
+        now = self.now_ms()
+        failed = event.error is not None
+        outcome = ToolOutcome(event.error or event.output or "", "error" if failed else "ok")
+        arguments, _ = _arguments(event.arguments)
+        request = m.ToolCallRequested(event.item_id, f"{event.server_label}.{event.name}", "", "")
+        self._record_tool(request, "mcp", arguments, outcome, now)
+
+    async def _agent_hangs_up(
+        self, event: m.ToolCallRequested, arguments: dict[str, Any], started_ms: float
+    ) -> None:
+        """end_call: the goodbye comes in the reply that made the call; once it has been heard
+        (bounded), the call is hung up with the model's reason."""
+        await self._wait_for(self._reply_heard, FAREWELL_WAIT_S)
+        reason = str(arguments.get("reason") or "").strip()
+        self._record_tool(event, END_CALL, arguments, ToolOutcome("call ended", "ok"), started_ms)
+        ended = f"{AGENT_ENDED_REASON}: {reason}" if reason else AGENT_ENDED_REASON
+        await self.end(ended[:200], hang_up=True)
+
+    async def _agent_transfers(
+        self,
+        event: m.ToolCallRequested,
+        tool: dict[str, Any],
+        arguments: dict[str, Any],
+        started_ms: float,
+    ) -> ToolOutcome | None:
+        """transfer_call: once the agent's words about it are heard, the live call is sent to
+        the person (<Dial>, showing the number the caller dialled); None when it went. A
+        refusal goes back to the model, which can tell the caller."""
+        target = str(arguments.get("target") or "")
+        number = tool["targets"].get(target)
+        if number is None:
+            known = ", ".join(sorted(tool["targets"]))
+            return ToolOutcome(error_output(f"no one named {target!r}; choose: {known}"), "error")
+        summary = str(arguments.get("summary") or "").strip()
+        twiml = transfer_twiml(
+            number=number,
+            caller_id=self._dialled,
+            whisper_url=whisper_url(self.call_id, summary) if tool.get("warm") else None,
+        )
+        await self._wait_for(self._reply_heard, FAREWELL_WAIT_S)
+        try:
+            await asyncio.to_thread(rest.call_redirect, call_sid=self.call_sid, twiml=twiml)
+        except rest.RestUnavailable as exc:
+            return ToolOutcome(error_output(f"the transfer failed: {exc}"), "error")
+        outcome = ToolOutcome(f"transferred to {target} ({number})", "ok")
+        self._record_tool(event, TRANSFER_CALL, arguments, outcome, started_ms)
+        await self.end(f"transferred to {target}", handed_over=True)
+        return None
 
     # --- transcript lines -------------------------------------------------------------------
 
@@ -794,6 +981,8 @@ class CallBridge:
             "frames_missing": measures.frames_missing,
             "frames_malformed": measures.frames_malformed,
             "model_errors": measures.model_errors,
+            "tool_calls": measures.tool_calls,
+            "tool_errors": measures.tool_errors,
             **usage,
             "cached_input_tokens": usage["cached_audio_tokens"] + usage["cached_text_tokens"],
             "estimated_cost_usd": estimated_cost_usd(usage, settings.REALTIME_PRICES_PER_M),
@@ -833,3 +1022,14 @@ def _recording_file(info: RecordingInfo | None) -> RecordingFile | None:
         sample_rate=info.sample_rate,
         channels=info.channels,
     )
+
+
+def _arguments(raw: str) -> tuple[dict[str, Any], str | None]:
+    """A tool call's arguments as the model wrote them: a JSON object, or why not."""
+    try:
+        value = orjson.loads(raw or "{}")
+    except orjson.JSONDecodeError:
+        return {"raw": raw[:1000]}, "the arguments are not valid JSON"
+    if not isinstance(value, dict):
+        return {"raw": raw[:1000]}, "the arguments must be a JSON object"
+    return value, None

@@ -494,6 +494,9 @@ class OpenAIRealtimeSession:
     async def instruct(self, instructions: str) -> None:
         await self._send(protocol.response_create(instructions))
 
+    async def tool_result(self, call_id: str, output: str) -> None:
+        await self._send(protocol.function_call_output(call_id, output))
+
     async def _send(self, event: dict[str, Any]) -> bool:
         """Send one control event; False (dropped) while disconnected."""
         ws = self._ws

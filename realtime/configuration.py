@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 
+from agents.tools import session_tool
 from realtime import protocol
 from realtime.model import AgentConfig, RealtimeSettings
 
@@ -34,10 +35,12 @@ def environment_agent_config() -> AgentConfig:
 
 
 def realtime_settings(agent: AgentConfig | None = None) -> RealtimeSettings:
+    agent = agent or environment_agent_config()
     return RealtimeSettings(
         url=settings.OPENAI_REALTIME_URL,
         api_key=settings.OPENAI_API_KEY or STANDIN_API_KEY,
-        agent=agent or environment_agent_config(),
+        agent=agent,
+        session_tools=tuple(session_tool(tool) for tool in agent.tools),
         protocol=settings.REALTIME_PROTOCOL,
         audio_format=settings.REALTIME_AUDIO_FORMAT,
         max_reconnects=settings.REALTIME_MAX_RECONNECTS,

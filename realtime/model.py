@@ -46,15 +46,24 @@ class AgentConfig:
     idle_timeout_ms: int | None = None  # server_vad: re-prompt a caller silent this long
     transcription_model: str = "gpt-4o-mini-transcribe"
     max_call_minutes: int | None = None  # ended politely at this length; None: no limit
+    # The agent's tools as configured ({"type": "end_call"}, {"type": "webhook", ...}): the
+    # bridge runs them (realtime.tools), the session is offered their definitions.
+    tools: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> AgentConfig:
         """From a snapshot; keys this version does not know are ignored, missing ones default."""
         known = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in values.items() if key in known})
+        kept = {key: value for key, value in values.items() if key in known}
+        if "tools" in kept:
+            kept["tools"] = tuple(kept["tools"] or ())
+        return cls(**kept)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-shaped (lists, not tuples): a snapshot compares equal after a database trip."""
+        values = asdict(self)
+        values["tools"] = [dict(tool) for tool in self.tools]
+        return values
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,9 @@ class RealtimeSettings:
     connect_timeout_s: float = 10.0
     # Caller audio kept for a reconnect until its turn is transcribed (0 turns it off).
     replay_audio_s: float = 8.0
+    # What the session offers the model: function definitions of the agent's tools (and MCP
+    # servers the service calls itself), in the service's shape (realtime.tools builds them).
+    session_tools: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -181,6 +193,29 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class ToolCallRequested:
+    """The model calls a tool. Answer with `ModelSession.tool_result(call_id, output)`; a
+    response may hold several calls: answer every one before asking for the next reply."""
+
+    call_id: str
+    name: str
+    arguments: str  # JSON text as the model wrote it (it may not parse)
+    response_id: str
+
+
+@dataclass(frozen=True)
+class ServiceToolCall:
+    """A tool the service ran itself (an MCP server's), reported once it finished."""
+
+    item_id: str
+    server_label: str
+    name: str
+    arguments: str
+    output: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
 class ResponseDone:
     """A response ended (`status`: completed, cancelled, incomplete, failed). `transcripts`
     are its assistant items' texts as the response reports them: the only place a reply cut
@@ -190,6 +225,7 @@ class ResponseDone:
     status: str
     usage: Usage = field(default_factory=Usage)
     transcripts: tuple[AgentTranscriptDone, ...] = ()
+    tool_calls: tuple[ToolCallRequested, ...] = ()  # every call this response made
 
 
 @dataclass(frozen=True)
@@ -225,6 +261,8 @@ ModelEvent = (
     | CallerIdle
     | ResponseStarted
     | ResponseDone
+    | ToolCallRequested
+    | ServiceToolCall
     | ModelError
     | Disconnected
     | SessionFailed
@@ -260,6 +298,9 @@ class ModelSession(Protocol):
 
     async def instruct(self, instructions: str) -> None:
         """Ask for one reply following `instructions` now (speak first, say goodbye)."""
+
+    async def tool_result(self, call_id: str, output: str) -> None:
+        """The output of a tool call, into the conversation (no reply is asked for)."""
 
     def events(self) -> AsyncIterator[ModelEvent]:
         """Events until close() or SessionFailed; reconnects happen inside."""

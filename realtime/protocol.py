@@ -32,8 +32,10 @@ from realtime.model import (
     RealtimeSettings,
     ResponseDone,
     ResponseStarted,
+    ServiceToolCall,
     SpeechStarted,
     SpeechStopped,
+    ToolCallRequested,
     Usage,
 )
 
@@ -96,7 +98,7 @@ def _ga_session(settings: RealtimeSettings) -> dict[str, Any]:
     }
     if agent.noise_reduction:
         audio_input["noise_reduction"] = {"type": agent.noise_reduction}
-    return {
+    session: dict[str, Any] = {
         "type": "realtime",
         "model": agent.model,
         "instructions": agent.instructions,
@@ -107,6 +109,14 @@ def _ga_session(settings: RealtimeSettings) -> dict[str, Any]:
             "output": {"format": audio_format, "voice": agent.voice},
         },
     }
+    return _with_tools(session, settings.session_tools)
+
+
+def _with_tools(session: dict[str, Any], tools: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    if tools:
+        session["tools"] = [dict(tool) for tool in tools]
+        session["tool_choice"] = "auto"
+    return session
 
 
 def _transcription(agent: AgentConfig) -> dict[str, Any]:
@@ -132,7 +142,9 @@ def _beta_session(settings: RealtimeSettings) -> dict[str, Any]:
     }
     if agent.noise_reduction:
         session["input_audio_noise_reduction"] = {"type": agent.noise_reduction}
-    return session
+    # Beta knows function tools only: an MCP server is a GA feature.
+    functions = tuple(tool for tool in settings.session_tools if tool.get("type") == "function")
+    return _with_tools(session, functions)
 
 
 def turn_detection(agent: AgentConfig, *, idle_timeout: bool) -> dict[str, Any]:
@@ -166,6 +178,14 @@ def input_audio_commit() -> dict[str, Any]:
     """End the caller's turn now: the buffer becomes a user item and is transcribed (a commit
     never asks for a response, even with server VAD)."""
     return {"type": "input_audio_buffer.commit"}
+
+
+def function_call_output(call_id: str, output: str) -> dict[str, Any]:
+    """A tool's output, into the conversation (the same in both shapes)."""
+    return {
+        "type": "conversation.item.create",
+        "item": {"type": "function_call_output", "call_id": call_id, "output": output},
+    }
 
 
 def item_truncate(item_id: str, audio_end_ms: int) -> dict[str, Any]:
@@ -285,6 +305,46 @@ def _output_item_done(data: dict[str, Any]) -> AgentTranscriptDone | None:
     return _output_transcript(data["item"], data["response_id"])
 
 
+def _tool_call(data: dict[str, Any]) -> ToolCallRequested | None:
+    if "name" not in data:
+        return None  # beta names the function only in the output item (response.done)
+    return ToolCallRequested(
+        call_id=data["call_id"],
+        name=data["name"],
+        arguments=data["arguments"],
+        response_id=data["response_id"],
+    )
+
+
+def _output_tool_call(item: Any, response_id: str) -> ToolCallRequested | None:
+    if not isinstance(item, dict) or item.get("type") != "function_call":
+        return None
+    return ToolCallRequested(
+        call_id=item["call_id"],
+        name=item["name"],
+        arguments=item.get("arguments") or "",
+        response_id=response_id,
+    )
+
+
+def _item_done(data: dict[str, Any]) -> ServiceToolCall | None:
+    """conversation.item.done: only an MCP call the service finished matters here."""
+    item = data["item"]
+    if item.get("type") != "mcp_call":
+        return None
+    error = item.get("error")
+    if isinstance(error, dict):
+        error = error.get("message") or error.get("type") or "error"
+    return ServiceToolCall(
+        item_id=item["id"],
+        server_label=item.get("server_label") or "",
+        name=item.get("name") or "",
+        arguments=item.get("arguments") or "",
+        output=item.get("output"),
+        error=str(error) if error else None,
+    )
+
+
 def _speech_started(data: dict[str, Any]) -> SpeechStarted:
     return SpeechStarted(item_id=data["item_id"], audio_start_ms=int(data["audio_start_ms"]))
 
@@ -306,14 +366,15 @@ def _response_created(data: dict[str, Any]) -> ResponseStarted:
 
 def _response_done(data: dict[str, Any]) -> ResponseDone:
     response = data["response"]
-    transcripts = (
-        _output_transcript(item, response["id"]) for item in response.get("output") or []
-    )
+    output = response.get("output") or []
+    transcripts = (_output_transcript(item, response["id"]) for item in output)
+    calls = (_output_tool_call(item, response["id"]) for item in output)
     return ResponseDone(
         response_id=response["id"],
         status=response.get("status") or "unknown",
         usage=usage_from(response.get("usage")),
         transcripts=tuple(t for t in transcripts if t is not None),
+        tool_calls=tuple(c for c in calls if c is not None),
     )
 
 
@@ -372,6 +433,7 @@ _COMMON: dict[str, _Parser] = {
     "conversation.item.input_audio_transcription.completed": _caller_transcript,
     "conversation.item.input_audio_transcription.failed": _caller_transcript_failed,
     "response.output_item.done": _output_item_done,
+    "response.function_call_arguments.done": _tool_call,
     "input_audio_buffer.speech_started": _speech_started,
     "input_audio_buffer.speech_stopped": _speech_stopped,
     "input_audio_buffer.timeout_triggered": _caller_idle,
@@ -385,6 +447,7 @@ _COMMON: dict[str, _Parser] = {
 _PARSERS: dict[str, dict[str, _Parser]] = {
     "ga": {
         **_COMMON,
+        "conversation.item.done": _item_done,
         "response.output_audio.delta": _audio_delta,
         "response.output_audio.done": _audio_done,
         "response.output_audio_transcript.done": _agent_transcript,

@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 from django.db import close_old_connections, connections, transaction
 
 from calls import services
-from calls.events import CALL_ENDED, CALL_STARTED, CALL_UPDATED, call_event_publish
-from calls.services import CallOutcome, RecordingFile, TranscriptLine
+from calls.events import CALL_ENDED, CALL_STARTED, CALL_TOOL, CALL_UPDATED, call_event_publish
+from calls.services import CallOutcome, RecordingFile, ToolCallLine, TranscriptLine
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -89,10 +89,16 @@ async def call_stream_claim(*, call_id: str, stream_sid: str) -> dict[str, Any] 
 class _Pending:
     stream: dict[str, Any] | None = None
     transcripts: list[TranscriptLine] = field(default_factory=list)
+    tool_calls: list[ToolCallLine] = field(default_factory=list)
     analytics: dict[str, Any] | None = None
 
     def empty(self) -> bool:
-        return self.stream is None and not self.transcripts and self.analytics is None
+        return (
+            self.stream is None
+            and not self.transcripts
+            and not self.tool_calls
+            and self.analytics is None
+        )
 
 
 @dataclass
@@ -151,6 +157,10 @@ class CallStore:
         self._pending.transcripts.append(services.transcript_line_clean(line=line))
         self._wake.set()
 
+    def add_tool_call(self, call: ToolCallLine) -> None:
+        self._pending.tool_calls.append(call)
+        self._wake.set()
+
     def set_analytics(self, values: dict[str, Any]) -> None:
         self._pending.analytics = dict(values)  # latest measures win; no need to write older ones
 
@@ -182,9 +192,11 @@ class CallStore:
         """A failed batch goes back in front of anything queued since."""
         newer = self._pending
         batch.transcripts.extend(newer.transcripts)
+        batch.tool_calls.extend(newer.tool_calls)
         self._pending = _Pending(
             stream=newer.stream or batch.stream,
             transcripts=batch.transcripts,
+            tool_calls=batch.tool_calls,
             analytics=newer.analytics or batch.analytics,
         )
 
@@ -197,6 +209,7 @@ class CallStore:
             if batch.stream is not None:
                 services.call_stream_started(call_id=self.call_id, **batch.stream)
             written = services.transcripts_add(call_id=self.call_id, lines=batch.transcripts)
+            written += services.tool_calls_add(call_id=self.call_id, lines=batch.tool_calls)
             if batch.analytics is not None:
                 services.analytics_update(call_id=self.call_id, values=batch.analytics)
         return written
@@ -238,6 +251,15 @@ class CallStore:
             except Exception as exc:
                 self._drop_refused(exc, "a transcript line", line)
             left.transcripts.pop(0)
+        while left.tool_calls:
+            call = left.tool_calls[0]
+            try:
+                with transaction.atomic():
+                    done.rows += services.tool_calls_add(call_id=self.call_id, lines=[call])
+                done.parts.tool_calls.append(call)
+            except Exception as exc:
+                self._drop_refused(exc, "a tool call", call)
+            left.tool_calls.pop(0)
         if left.analytics is not None:
             refused = services.analytics_update_by_field(
                 call_id=self.call_id, values=left.analytics
@@ -304,6 +326,16 @@ class CallStore:
                 for line in batch.transcripts
             ]  # fmt: skip
             await call_event_publish(kind=CALL_UPDATED, call_id=self.call_id, transcripts=lines)
+        for call in batch.tool_calls:
+            await call_event_publish(
+                kind=CALL_TOOL,
+                call_id=self.call_id,
+                name=call.name,
+                tool_kind=call.kind,
+                status=call.status,
+                start_ms=call.start_ms,
+                end_ms=call.end_ms,
+            )
 
     async def _run(self) -> None:
         delay = self.retry_initial_s

@@ -84,3 +84,14 @@ def stream_token_valid(
     if expires < (now if now is not None else time.time()):
         return False
     return hmac.compare_digest(mac, _stream_token_mac(call_id, call_sid, expires))
+
+
+def whisper_signature(call_id: str, summary: str) -> str:
+    """Binds a transfer's whisper URL to its call and summary (the text Twilio will read to
+    the person taking the call must be ours, not whatever a URL says)."""
+    message = f"whisper.{call_id}.{summary}".encode()
+    return hmac.new(_stream_token_key(), message, hashlib.sha256).hexdigest()
+
+
+def whisper_signature_valid(call_id: str, summary: str, signature: str) -> bool:
+    return hmac.compare_digest(whisper_signature(call_id, summary), signature)

@@ -8,4 +8,5 @@ urlpatterns = [
     path("incoming-call", views.incoming_call, name="twilio-incoming-call"),
     path("call-status", views.call_status, name="twilio-call-status"),
     path("stream-ended", views.stream_ended, name="twilio-stream-ended"),
+    path("whisper", views.whisper, name="twilio-whisper"),
 ]

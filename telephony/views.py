@@ -22,8 +22,14 @@ from telephony.security import (
     public_url,
     signature_valid,
     signatures_enforced,
+    whisper_signature_valid,
 )
-from telephony.twiml import connect_stream_twiml, error_twiml, stream_ended_twiml
+from telephony.twiml import (
+    connect_stream_twiml,
+    error_twiml,
+    stream_ended_twiml,
+    whisper_twiml,
+)
 
 logger = logging.getLogger(__name__)
 View = Callable[[HttpRequest], HttpResponse]
@@ -99,7 +105,14 @@ def incoming_call(request: HttpRequest) -> HttpResponse:
             error_twiml("Sorry, we cannot take your call right now. Please try again later."),
             content_type="text/xml",
         )
-    return HttpResponse(connect_stream_twiml(str(call.id), call.call_sid), content_type="text/xml")
+    twiml = connect_stream_twiml(
+        str(call.id),
+        call.call_sid,
+        caller=call.caller,
+        dialled=dialled,
+        agent=agent.slug if agent else "",
+    )
+    return HttpResponse(twiml, content_type="text/xml")
 
 
 def _parse_optional_number(raw: str, kind: type[int] | type[float]) -> int | float | None:
@@ -153,3 +166,16 @@ def stream_ended(request: HttpRequest) -> HttpResponse:
     call_sid = _call_sid(request)
     reason = call_end_reason(call_sid=call_sid) if call_sid else ""
     return HttpResponse(stream_ended_twiml(reason), content_type="text/xml")
+
+
+@csrf_exempt
+@require_POST
+@twilio_signed
+def whisper(request: HttpRequest) -> HttpResponse:
+    """A warm transfer: what the person taking the call hears before they are connected (the
+    agent's summary). The URL is ours, signed over the call and the summary."""
+    call_id = request.GET.get("call", "")
+    summary = request.GET.get("summary", "")
+    if not whisper_signature_valid(call_id, summary, request.GET.get("sig", "")):
+        return _text("Invalid whisper signature.", 403)
+    return HttpResponse(whisper_twiml(summary), content_type="text/xml")

@@ -19,9 +19,9 @@ import pytest
 import soundfile as sf
 from support import VENV_BIN, base_env, free_port, manage_ok, running_process, wait_for_http
 
-from realtime.simulator.caller import CallEnded, SimulatedTwilioCaller
-from realtime.simulator.script import AwaitAgentPlayed, Silence, Speak
-from realtime.simulator.standin import RealtimeStandIn
+from simulator.openai.standin import RealtimeStandIn
+from simulator.twilio.caller import CallEnded, SimulatedTwilioCaller
+from simulator.twilio.script import AwaitAgentPlayed, Silence, Speak
 
 pytestmark = pytest.mark.slow
 

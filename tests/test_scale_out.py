@@ -25,9 +25,9 @@ from support import (
     wait_for_http,
 )
 
-from realtime.simulator.caller import SimulatedTwilioCaller
-from realtime.simulator.script import AwaitAgentPlayed, Silence, Speak
-from realtime.simulator.standin import RealtimeStandIn
+from simulator.openai.standin import RealtimeStandIn
+from simulator.twilio.caller import SimulatedTwilioCaller
+from simulator.twilio.script import AwaitAgentPlayed, Silence, Speak
 
 pytestmark = [
     pytest.mark.slow,

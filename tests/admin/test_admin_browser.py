@@ -22,7 +22,7 @@ import pytest
 from e2e_support import LiveBridge, finished_call
 from support import REPO_ROOT
 
-from realtime.simulator.script import standard_call
+from simulator.twilio.script import standard_call
 
 pytestmark = [
     pytest.mark.browser,

@@ -171,6 +171,7 @@ def test_the_form_is_grouped_who_what_how(staff_editor, make_agent) -> None:
         "Who",
         "What it says",
         "How it listens",
+        "What it can do",
         "What the model is sent",
     ]
     assert fieldsets[0][1] == ("name", "slug", "is_default", "is_active")

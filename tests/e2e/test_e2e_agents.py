@@ -12,9 +12,9 @@ import pytest
 import soundfile as sf
 from e2e_support import AUTH_TOKEN, PUBLIC_BASE_URL, call_rows, finished_call
 
-from realtime.simulator.caller import SimulatedTwilioCaller
-from realtime.simulator.script import AwaitAgentPlayed, Silence, Speak, Until
-from realtime.simulator.standin import RealtimeStandIn
+from simulator.openai.standin import RealtimeStandIn
+from simulator.twilio.caller import SimulatedTwilioCaller
+from simulator.twilio.script import AwaitAgentPlayed, Silence, Speak, Until
 
 pytestmark = pytest.mark.slow
 

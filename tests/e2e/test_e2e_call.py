@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 from e2e_support import call_rows, finished_call
 
-from realtime.simulator.script import standard_call
+from simulator.twilio.script import standard_call
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,9 @@ import pytest
 from db_faults import database_locked, short_lock_timeout
 from e2e_support import call_rows, finished_call, wait_for
 
-from realtime.simulator.caller import CallEnded
-from realtime.simulator.connection import Faults
-from realtime.simulator.script import AwaitAgentPlayed, Raw, Silence, Speak, standard_call
+from simulator.openai.connection import Faults
+from simulator.twilio.caller import CallEnded
+from simulator.twilio.script import AwaitAgentPlayed, Raw, Silence, Speak, standard_call
 
 pytestmark = pytest.mark.slow
 
@@ -165,7 +165,7 @@ def test_hang_up_without_stop_still_finalizes(live_bridge, how: str) -> None:
 
 
 def test_dtmf_is_recorded_and_forwarded_to_the_model(live_bridge) -> None:
-    from realtime.simulator.script import Dtmf
+    from simulator.twilio.script import Dtmf
 
     run = live_bridge.place_call([Silence(0.3), Dtmf("7"), AwaitAgentPlayed(), Silence(0.3)])
     texts = [
@@ -201,7 +201,7 @@ def test_a_stream_that_never_sends_start_is_closed(live_bridge) -> None:
 
 
 def test_the_same_stream_connecting_twice_is_refused(live_bridge) -> None:
-    from realtime.simulator.caller import SimulatedTwilioCaller
+    from simulator.twilio.caller import SimulatedTwilioCaller
 
     async def scenario(model, caller):
         await caller.place_call()

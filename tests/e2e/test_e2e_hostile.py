@@ -20,8 +20,8 @@ from support import http_get
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from realtime.simulator.caller import CallEnded, SimulatedTwilioCaller
-from realtime.simulator.script import standard_call
+from simulator.twilio.caller import CallEnded, SimulatedTwilioCaller
+from simulator.twilio.script import standard_call
 
 pytestmark = pytest.mark.slow
 

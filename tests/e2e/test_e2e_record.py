@@ -19,9 +19,9 @@ import soundfile as sf
 from e2e_support import call_rows, finished_call
 
 from realtime.bridge import ACTIVE_BRIDGES, USAGE_KEYS, estimated_cost_usd
-from realtime.simulator.caller import SILENT_FRAME, SimulatedTwilioCaller
-from realtime.simulator.script import AwaitAgentPlayed, Silence, Speak, standard_call
-from realtime.simulator.standin import RealtimeStandIn, Reply
+from simulator.openai.standin import RealtimeStandIn, Reply
+from simulator.twilio.caller import SILENT_FRAME, SimulatedTwilioCaller
+from simulator.twilio.script import AwaitAgentPlayed, Silence, Speak, standard_call
 
 pytestmark = pytest.mark.slow
 
@@ -288,7 +288,7 @@ def test_a_reply_cut_by_the_caller_gets_its_line_from_the_response_output(live_b
 def test_a_slow_model_connect_loses_none_of_what_the_caller_said_meanwhile(live_bridge) -> None:
     """The service takes 12 s to configure the session: the caller's frames are read all the
     while (no burst past the frame budget afterwards) and reach the model once it is up."""
-    from realtime.simulator.standin import Faults
+    from simulator.openai.standin import Faults
 
     live_bridge.settings.REALTIME_CONNECT_TIMEOUT_S = 20.0
     script = [Silence(0.5), Speak(1.5, seed=1), Silence(10.0), AwaitAgentPlayed(timeout_s=20),

@@ -9,7 +9,7 @@ import pytest
 from e2e_support import AUTH_TOKEN, PUBLIC_BASE_URL
 from support import asgi_server_in_thread, free_port
 
-from realtime.simulator.load import LoadConfig, run_load, summary
+from simulator.load import LoadConfig, run_load, summary
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_ten_echo_calls_lose_no_frame_and_fail_no_call(echo_bridge) -> None:
 def test_frames_keep_their_tag_through_base64() -> None:
     import base64
 
-    from realtime.simulator.load import BODY_B64, TAG, read_tag
+    from simulator.load import BODY_B64, TAG, read_tag
 
     payload = base64.b64encode(TAG.pack(7, 123456)) + BODY_B64
     assert read_tag(payload, 0) == (7, 123456)

@@ -34,8 +34,10 @@ from realtime.model import (
     RealtimeSettings,
     ResponseDone,
     ResponseStarted,
+    ServiceToolCall,
     SpeechStarted,
     SpeechStopped,
+    ToolCallRequested,
     Usage,
 )
 
@@ -531,3 +533,100 @@ def test_parse_server_message_decodes_bytes_and_rejects_garbage() -> None:
         parsed = protocol.parse_server_message(garbage, "ga")
         assert isinstance(parsed, ModelError)
         assert parsed.code == protocol.MALFORMED_EVENT
+
+
+# --- tools --------------------------------------------------------------------------------------
+
+FUNCTION_TOOL = {
+    "type": "function",
+    "name": "lookup_order",
+    "description": "Find an order by its number.",
+    "parameters": {
+        "type": "object",
+        "properties": {"number": {"type": "string"}},
+        "required": ["number"],
+    },
+}
+MCP_TOOL = {
+    "type": "mcp",
+    "server_label": "crm",
+    "server_url": "https://crm.example.com/mcp",
+    "allowed_tools": ["find_customer"],
+    "require_approval": "never",
+}
+
+
+@pytest.mark.parametrize("wire", ["ga", "beta"])
+def test_the_session_offers_the_agents_tools(wire: str) -> None:
+    event = protocol.session_update(
+        settings(protocol=wire, session_tools=(FUNCTION_TOOL, MCP_TOOL))
+    )
+    session = assert_sdk_valid(ADAPTERS[wire][0], event).session
+    names = [getattr(tool, "name", None) or tool.server_label for tool in session.tools]
+    # MCP servers are a GA feature: a beta session is offered the functions only.
+    assert names == (["lookup_order", "crm"] if wire == "ga" else ["lookup_order"])
+    assert session.tool_choice == "auto"
+    assert "tools" not in protocol.session_update(settings(protocol=wire))["session"]
+
+
+@pytest.mark.parametrize("wire", ["ga", "beta"])
+def test_a_tool_result_matches_sdk(wire: str) -> None:
+    event = protocol.function_call_output("call_1", '{"status": "shipped"}')
+    model = assert_sdk_valid(ADAPTERS[wire][0], event)
+    assert (model.item.call_id, model.item.output) == ("call_1", '{"status": "shipped"}')
+
+
+@pytest.mark.parametrize("wire", ["ga", "beta"])
+def test_a_function_call_is_parsed_when_its_arguments_are_done(wire: str) -> None:
+    event = {
+        "type": "response.function_call_arguments.done",
+        "event_id": "ev_f",
+        "item_id": "item_F",
+        "output_index": 1,
+        "response_id": "resp_1",
+        "call_id": "call_1",
+        "name": "lookup_order",
+        "arguments": '{"number": "427"}',
+    }
+    if wire == "beta":  # beta's event does not name the function: response.done does
+        del event["name"]
+        assert parse(wire, event) is None
+        return
+    assert parse(wire, event) == ToolCallRequested(
+        call_id="call_1", name="lookup_order", arguments='{"number": "427"}', response_id="resp_1"
+    )
+
+
+def test_response_done_lists_every_function_call_it_made() -> None:
+    call = {"id": "item_F", "type": "function_call", "status": "completed",
+            "call_id": "call_1", "name": "lookup_order", "arguments": "{}"}  # fmt: skip
+    event = {
+        "type": "response.done",
+        "event_id": "ev_rd",
+        "response": {
+            "id": "resp_1",
+            "object": "realtime.response",
+            "status": "completed",
+            "output": [assistant_item("completed", "One moment."), call, {**call, "call_id": "c2"}],
+        },
+    }
+    done = parse("ga", event)
+    assert [c.call_id for c in done.tool_calls] == ["call_1", "c2"]
+    assert [t.text for t in done.transcripts] == ["One moment."]
+
+
+def test_an_mcp_call_the_service_ran_is_reported_once_done() -> None:
+    item = {"id": "item_M", "type": "mcp_call", "server_label": "crm", "name": "find_customer",
+            "arguments": '{"phone": "+14155550123"}', "output": '{"name": "Ada"}'}  # fmt: skip
+    event = {"type": "conversation.item.done", "event_id": "ev_m", "item": item}
+    assert parse("ga", event) == ServiceToolCall(
+        item_id="item_M",
+        server_label="crm",
+        name="find_customer",
+        arguments='{"phone": "+14155550123"}',
+        output='{"name": "Ada"}',
+        error=None,
+    )
+    message = {"type": "conversation.item.done", "event_id": "ev_n", "item": assistant_item(
+        "completed", "Hi")}  # fmt: skip
+    assert parse("ga", message) is None
