@@ -12,6 +12,7 @@ Run as `python -m bridge_project.serve --server uvicorn --host 127.0.0.1 --port 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
@@ -55,6 +56,19 @@ def wait_for_port(
         except OSError:
             time.sleep(0.1)
     raise SystemExit(f"{what} did not listen on port {port} in {timeout_s:.0f} s")
+
+
+def stop_process_group(process: subprocess.Popen[bytes], *, timeout_s: float = 10.0) -> None:
+    """SIGTERM a process started with start_new_session (and what it started), SIGKILL if it
+    outlives `timeout_s` (make run's server, the contract and test servers)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
 
 
 def free_port() -> int:

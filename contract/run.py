@@ -46,7 +46,12 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bridge_project.serve import free_port, server_command, wait_for_port  # noqa: E402
+from bridge_project.serve import (  # noqa: E402
+    free_port,
+    server_command,
+    stop_process_group,
+    wait_for_port,
+)
 
 PYTHON = sys.executable
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
@@ -171,13 +176,7 @@ def served(env: Mapping[str, str], log_path: Path) -> Iterator[str]:
             wait_for_port(port, process, SERVER_READY_TIMEOUT_S, what="the API server")
             yield f"http://127.0.0.1:{port}"
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+            stop_process_group(process, timeout_s=15)
 
 
 # --- the fuzzer ------------------------------------------------------------------------------

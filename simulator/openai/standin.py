@@ -80,7 +80,7 @@ import contextlib
 import http
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -89,6 +89,7 @@ import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from simulator.observed import Observed
 from simulator.openai import protocol as rt
 from simulator.openai.connection import Faults, ReceivedEvent, StandInConnection
 from simulator.openai.protocol import Reply
@@ -141,7 +142,7 @@ class Handshake:
     at: float
 
 
-class RealtimeStandIn:
+class RealtimeStandIn(Observed):
     """The stand-in server: `async with RealtimeStandIn() as standin:`, then `standin.url`.
 
     Each connection (session) answers with `replies` in turn and transcribes caller turns as
@@ -231,7 +232,7 @@ class RealtimeStandIn:
         self.connections: list[StandInConnection] = []
         self.handshakes: list[Handshake] = []
         self._server: Server | None = None
-        self._changed = asyncio.Event()
+        super().__init__()
         # The handshake attempt number of each accepted connection, set in process_request.
         self._attempts: dict[ServerConnection, int] = {}
 
@@ -277,19 +278,6 @@ class RealtimeStandIn:
 
     def open_connections(self) -> list[StandInConnection]:
         return [c for c in self.connections if not c.closed]
-
-    def notify(self) -> None:
-        """Wake whoever waits in wait_until: something was observed."""
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    async def wait_until(self, predicate: Callable[[], bool], deadline_s: float = 10.0) -> None:
-        """Wait until `predicate()` holds, re-checked whenever something is observed."""
-        async with asyncio.timeout(deadline_s):
-            while not predicate():
-                changed = self._changed
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), 0.05)
 
     async def wait_for_connection(
         self, count: int = 1, deadline_s: float = 10.0

@@ -59,7 +59,7 @@ import secrets
 import signal
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -70,6 +70,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from bridge_project.config import STANDIN_ACCOUNT_SID, STANDIN_AUTH_TOKEN
+from simulator.observed import Observed
 
 DEFAULT_PORT = 8766
 API_VERSION = "2010-04-01"
@@ -583,7 +584,7 @@ def error_response(error: TwilioError, headers: Mapping[str, str] | None = None)
 # --- the server ---------------------------------------------------------------------------------
 
 
-class TwilioRestStandIn:
+class TwilioRestStandIn(Observed):
     """`async with TwilioRestStandIn() as rest:`, then `rest.url` is TWILIO_API_BASE_URL.
 
     `accounts` maps account SIDs to their auth tokens (a tuple for a primary and a secondary
@@ -616,7 +617,7 @@ class TwilioRestStandIn:
         self._server: asyncio.Server | None = None
         self._port: int | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
-        self._changed = asyncio.Event()
+        super().__init__()
 
     # --- observation ----------------------------------------------------------------------------
 
@@ -655,18 +656,6 @@ class TwilioRestStandIn:
 
     def creates(self) -> list[RecordedRequest]:
         return [r for r in self.api_requests("POST") if r.path.endswith("/Calls.json")]
-
-    def notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    async def wait_until(self, predicate: Callable[[], bool], deadline_s: float = 10.0) -> None:
-        """Wait until `predicate()` holds, re-checked whenever a request is handled."""
-        async with asyncio.timeout(deadline_s):
-            while not predicate():
-                changed = self._changed
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), 0.05)
 
     # --- the calls Twilio knows of without the REST API -----------------------------------------
 
