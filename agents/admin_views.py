@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import quote
 
 from django.conf import settings
 from django.db import connection
@@ -92,16 +93,33 @@ def simulate_call_command(*, agent_slug: str, server_url: str) -> list[str]:
             "--url", server_url, "--public-base-url", settings.PUBLIC_BASE_URL]  # fmt: skip
 
 
+def database_url_in_use() -> str | None:
+    """DATABASE_URL for the database this server is using right now: the test run's database
+    differs from the environment's (Django's test runner renames it), and `--agent` must read
+    the same agents as this server. None for an engine we do not pass on."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{Path(db['NAME']).resolve()}"
+    if connection.vendor == "postgresql":
+        user = quote(str(db.get("USER") or ""), safe="")
+        password = quote(str(db.get("PASSWORD") or ""), safe="")
+        credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+        port = f":{db['PORT']}" if db.get("PORT") else ""
+        return f"postgres://{credentials}{db.get('HOST') or ''}{port}/{quote(str(db['NAME']))}"
+    return None
+
+
 def subprocess_environment() -> dict[str, str]:
     """This process's environment, with the settings the caller must share with this server
-    and, for SQLite, the database file this server uses (so `--agent` reads the same agents)."""
+    and the database this server uses."""
     env = dict(os.environ)
     for name in SHARED_SETTINGS:
         value = getattr(settings, name, "")
         if value:
             env[name] = str(value)
-    if connection.vendor == "sqlite":
-        env["DATABASE_URL"] = f"sqlite:///{Path(connection.settings_dict['NAME']).resolve()}"
+    database_url = database_url_in_use()
+    if database_url:
+        env["DATABASE_URL"] = database_url
     return env
 
 
