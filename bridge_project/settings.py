@@ -191,7 +191,11 @@ REST_FRAMEWORK = {
     # an anonymous rate would never apply. Counted in the default cache (per process unless
     # CACHES names a shared one).
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"user": os.environ.get("API_THROTTLE_USER", "1200/min")},
+    # POST /api/calls dials real phones (and costs money): its own, much lower, rate.
+    "DEFAULT_THROTTLE_RATES": {
+        "user": os.environ.get("API_THROTTLE_USER", "1200/min"),
+        "outbound_calls": os.environ.get("API_THROTTLE_OUTBOUND_CALLS", "30/min"),
+    },
     "EXCEPTION_HANDLER": "calls.api.exceptions.api_exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
@@ -327,6 +331,15 @@ TOOL_WEBHOOK_SECRET = _env.str("TOOL_WEBHOOK_SECRET", default="")
 TOOL_RESPONSE_MAX_BYTES = _env.int("TOOL_RESPONSE_MAX_BYTES", default=65536)
 # Modules whose `@agents.tools.tool` functions agents may use as {"type": "python"} tools.
 TOOL_MODULES = _env.list("TOOL_MODULES", default=[])
+# Outbound calls (README, "Outbound calls"). At most this many of one agent's outbound calls
+# at once (queued, ringing or in progress); POST /api/calls answers 429 past it.
+OUTBOUND_MAX_CONCURRENT_PER_AGENT = _env.int("OUTBOUND_MAX_CONCURRENT_PER_AGENT", default=10)
+# Twilio's MachineDetectionTimeout (3-59 s): how long answering machine detection may take. The
+# agent's greeting waits for its answer (a person hears it at once, a machine is not talked
+# over), at most this long plus a few seconds.
+OUTBOUND_AMD_TIMEOUT_S = min(59, max(3, _env.int("OUTBOUND_AMD_TIMEOUT_S", default=30)))
+# How long an Idempotency-Key of POST /api/calls is remembered.
+OUTBOUND_IDEMPOTENCY_TTL_S = _env.int("OUTBOUND_IDEMPOTENCY_TTL_S", default=86400)
 # Dotted path of a callable(text) -> (label, score in [-1, 1]) scoring the caller's words.
 SENTIMENT_ANALYZER = _env.str("SENTIMENT_ANALYZER", default="calls.sentiment.vader_sentiment")
 

@@ -1,9 +1,11 @@
 """The back-office: calls as a support lead reads them every morning.
 
 Calls come from Twilio and the bridge, never from a form: staff annotate a call (its notes),
-they do not rewrite it. Everything else on a call is read-only, nobody adds calls here, and only
-superusers delete them. Beside the list and the call page, the Call admin serves the analytics
-page and the live calls page (calls.admin_views), both under its own URLs and permissions.
+they do not rewrite it. Everything else on a call is read-only, nobody adds call rows here, and
+only superusers delete them. Staff with calls.add_call may have an agent dial a number (the
+"Call a number" page, which places the call as POST /api/calls does). Beside the list and the
+call page, the Call admin serves the analytics, live calls and "Call a number" pages
+(calls.admin_views), under its own URLs and permissions.
 """
 
 from __future__ import annotations
@@ -98,6 +100,20 @@ class AgentFilter(admin.SimpleListFilter):
             return queryset.filter(agent__isnull=True)
         # Any slug works, listed or not: a link to ?agent=sales must not be ignored silently.
         return queryset.filter(agent__slug=value) if value else queryset
+
+
+class DirectionFilter(admin.SimpleListFilter):
+    """Calls to us, or calls we placed (the API's dial-outs and the legs of a <Dial>)."""
+
+    title = "direction"
+    parameter_name = "direction"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("inbound", "Inbound (they called)"), ("outbound", "Outbound (we called)")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Call]) -> QuerySet[Call]:
+        condition = selectors.DIRECTION_FILTERS.get(self.value() or "")
+        return queryset.filter(condition) if condition is not None else queryset
 
 
 class BargeInFilter(admin.SimpleListFilter):
@@ -216,6 +232,7 @@ CSV_COLUMNS = (
     "agent",
     "agent_version",
     "direction",
+    "answered_by",
     "status",
     "duration_s",
     "end_reason",
@@ -265,6 +282,7 @@ def _csv_row(call: Call) -> list[Any]:
         call.agent.name if call.agent is not None else "",
         call.agent_version,
         call.direction,
+        call.answered_by,
         call.status,
         call.duration_s,
         call.end_reason,
@@ -338,7 +356,14 @@ class CallAdmin(admin.ModelAdmin):
     # The list rows read analytics, metadata and the agent: joined, so a page is a fixed number
     # of queries.
     list_select_related = ("analytics", "metadata", "agent")
-    list_filter = (StatusFilter, SentimentFilter, AgentFilter, BargeInFilter, LatencyFilter)
+    list_filter = (
+        StatusFilter,
+        DirectionFilter,
+        SentimentFilter,
+        AgentFilter,
+        BargeInFilter,
+        LatencyFilter,
+    )
     date_hierarchy = "started_at"
     # Searching is selectors.call_search (see get_search_results); these name what it covers.
     search_fields = ("caller", "agent__name", "call_sid", "notes", "transcripts__text")
@@ -394,23 +419,28 @@ class CallAdmin(admin.ModelAdmin):
         # A deleted call takes its recording and transcript with it; not an everyday action.
         return request.user.is_active and request.user.is_superuser
 
+    def has_place_permission(self, request: HttpRequest) -> bool:
+        """Whether the user may have an agent dial a number: calls.add_call, as for the API
+        (has_add_permission stays False: there is no form to write a call row by hand)."""
+        return request.user.has_perm(f"{self.opts.app_label}.add_{self.opts.model_name}")
+
     # --- list columns ---
 
     @admin.display(description="Started", ordering="started_at")
     def started(self, call: Call) -> str:
         return timezone.localtime(call.started_at).strftime("%Y-%m-%d %H:%M:%S")
 
-    @admin.display(description="Caller", ordering="caller")
+    @admin.display(description="Other party", ordering="caller")
     def caller_column(self, call: Call) -> SafeString:
+        # The other party: who called us, or whom we called; the arrow says which.
         metadata = admin_views.related_or_none(call, "metadata")
         detail = ""
         if metadata is not None:
             detail = metadata.caller_name or admin_views.location_text(metadata)
+        who = format_html("{} {}", admin_views.direction_marker(call), call.caller or "unknown")
         if not detail:
-            return format_html("{}", call.caller or "unknown")
-        return format_html(
-            '{}<br><span class="bo-quiet">{}</span>', call.caller or "unknown", detail
-        )
+            return who
+        return format_html('{}<br><span class="bo-quiet">{}</span>', who, detail)
 
     @admin.display(description="Agent", ordering="agent__name")
     def agent_column(self, call: Call) -> SafeString:
@@ -474,6 +504,8 @@ class CallAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         if obj is not None:
             context["sheet"] = admin_views.call_sheet(obj)
+            if self.has_place_permission(request):
+                context["call_back_url"] = admin_views.call_back_url(obj)
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def save_model(
@@ -491,7 +523,12 @@ class CallAdmin(admin.ModelAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        return super().changelist_view(request, {"title": "Calls", **(extra_context or {})})
+        extra = {
+            "title": "Calls",
+            "can_place_calls": self.has_place_permission(request),
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, extra)
 
     def change_view(
         self,
@@ -518,13 +555,14 @@ class CallAdmin(admin.ModelAdmin):
         response["Content-Disposition"] = f'attachment; filename="calls-{stamp}.csv"'
         return response
 
-    # --- the analytics and live pages ---
+    # --- the analytics, live and "Call a number" pages ---
 
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
         pages = [
             path("analytics/", wrap(self.analytics_view), name="calls_call_analytics"),
             path("live/", wrap(self.live_view), name="calls_call_live"),
+            path("place/", wrap(self.place_view), name="calls_call_place"),
         ]
         # Before the stock patterns: their "<path:object_id>/" would take these paths.
         return pages + super().get_urls()
@@ -545,3 +583,14 @@ class CallAdmin(admin.ModelAdmin):
     def live_view(self, request: HttpRequest) -> TemplateResponse:
         context = self._page_context(request, "Live calls")
         return admin_views.live_page(request, context=context)
+
+    def place_view(self, request: HttpRequest) -> HttpResponse:
+        # admin_view has checked staff and login; CSRF is Django's middleware, as on every page.
+        if not self.has_place_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Call a number",
+        }
+        return admin_views.place_page(request, context=context)

@@ -1,5 +1,6 @@
 """The back-office beyond Django's stock pages: the call sheet shown on a call's page, the
-analytics page and the live calls page. Reads go through calls.selectors; nothing here writes.
+analytics page, the live calls page and the "Call a number" page. Reads go through
+calls.selectors; the only write is placing a call, through telephony.outbound (as the API does).
 
 calls.admin wires these into the Call admin (URLs, permission checks, the admin's context).
 """
@@ -8,22 +9,28 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import zip_longest
 from typing import Any
 from urllib.parse import urlencode
 
 from django import forms
-from django.core.exceptions import ObjectDoesNotExist
-from django.http import HttpRequest
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from agents import selectors as agent_selectors
+from agents.catalog import E164_PATTERN
 from calls import admin_charts as charts
 from calls import selectors
 from calls.models import (
@@ -37,6 +44,7 @@ from calls.models import (
     ToolCallStatus,
 )
 from calls.selectors import Interval
+from telephony import outbound
 
 # A second of dead air after the caller stops is where callers start saying "hello?": the
 # lists flag average response latency above it.
@@ -59,6 +67,36 @@ def dialled_number(call: Call) -> str:
     metadata = related_or_none(call, "metadata")
     custom = metadata.custom if metadata is not None else {}
     return str(custom.get("dialled_number", "")) if isinstance(custom, dict) else ""
+
+
+def is_outbound(call: Call) -> bool:
+    return call.direction in selectors.OUTBOUND_DIRECTIONS
+
+
+def direction_marker(call: Call) -> SafeString:
+    """Which way the call went, at a glance in a list: an arrow (its word for screen readers
+    and in the tooltip)."""
+    way, arrow, title = (
+        ("outbound", "\u2197", "Outbound: we called them")
+        if is_outbound(call)
+        else ("inbound", "\u2199", "Inbound: they called us")
+    )
+    return format_html(
+        '<span class="bo-direction bo-direction--{}" title="{}">{}'
+        '<span class="bo-visually-hidden"> {}</span></span>',
+        way,
+        title,
+        arrow,
+        way,
+    )
+
+
+def outbound_from(call: Call) -> str:
+    """The number an outbound call was placed from, as the call's metadata keeps it."""
+    metadata = related_or_none(call, "metadata")
+    custom = metadata.custom if metadata is not None else {}
+    placed = custom.get("outbound") if isinstance(custom, dict) else None
+    return str(placed.get("from", "")) if isinstance(placed, dict) else ""
 
 
 def agent_link(call: Call) -> SafeString:
@@ -144,6 +182,9 @@ class CallSheet:
     duration: str
     location: str
     latency: SafeString
+    outbound: bool = False
+    outbound_from: str = ""  # the number an outbound call was placed from
+    answered_by: str = ""  # answering machine detection's verdict, once it has one
     latency_help: str = LATENCY_HELP
 
 
@@ -281,6 +322,9 @@ def call_sheet(call: Call) -> CallSheet:
         duration=duration_text(call.duration_s),
         location=location_text(metadata),
         latency=latency_text(analytics.latency_ms_avg if analytics else None),
+        outbound=is_outbound(call),
+        outbound_from=outbound_from(call) if is_outbound(call) else "",
+        answered_by=call.get_answered_by_display() if call.answered_by else "",
     )
 
 
@@ -433,6 +477,7 @@ def _tiles(totals: Mapping[str, Any]) -> list[tuple[str, str]]:
     talk = f"{talk_s / 3600:,.1f} h" if talk_s >= 3600 else f"{talk_s / 60:,.1f} min"
     return [
         ("Calls", f"{totals['calls']:,}"),
+        ("Inbound / outbound", "{inbound:,} / {outbound:,}".format(**totals["calls_by_direction"])),
         ("Completed", f"{totals['completed']:,}"),
         ("Failed / unanswered", f"{totals['failed']:,} / {totals['unanswered']:,}"),
         ("Average duration", duration_text(totals["duration_s_avg"])),
@@ -458,6 +503,8 @@ def _table(labels: Sequence[str], report: selectors.AnalyticsReport) -> list[lis
             _number(e["caller_talk_s"] / 60, " min", 1),
             _number(e["agent_talk_s"] / 60, " min", 1),
             " / ".join(str(e["sentiment"][k]) for k in (*Sentiment.values, "unknown")),
+            f"{e['calls_by_direction']['inbound']:,}",
+            f"{e['calls_by_direction']['outbound']:,}",
         ]
         for label, e in zip(labels, report.series, strict=True)
     ]
@@ -481,6 +528,10 @@ def analytics_page(request: HttpRequest, *, context: dict[str, Any]) -> Template
             share_width=charts.WIDTH,
             table=_table(drawn["labels"], report),
             period_calls_url=_calls_url(started_at__gte=start, started_at__lte=end),
+            direction_urls=[
+                (way, _calls_url(direction=way, started_at__gte=start, started_at__lte=end))
+                for way in selectors.DIRECTION_FILTERS
+            ],
         )
     return TemplateResponse(request, "admin/calls/call/analytics.html", context)
 
@@ -570,3 +621,245 @@ def live_page(request: HttpRequest, *, context: dict[str, Any]) -> TemplateRespo
         time_zone=timezone.get_current_timezone_name(),
     )
     return TemplateResponse(request, "admin/calls/call/live.html", context)
+
+
+# --- the "Call a number" page -----------------------------------------------------------------
+
+PLACE_URL = "admin:calls_call_place"
+# Rows the page always offers beyond those filled in: enough for most calls without script.
+CONTEXT_BLANK_ROWS = 3
+IDEMPOTENCY_KEY_MAX = 255
+MACHINE_DETECTION_CHOICES = [
+    ("hangup", "Hang up on an answering machine"),
+    ("voicemail", "Leave the voicemail message after the beep"),
+    ("off", "Off: the agent speaks as soon as the call is answered"),
+]
+# Where telephony.outbound's refusal names a field the form calls otherwise.
+_REFUSED_FIELD = {"from": "from_number"}
+# What people type around a number: "+1 (415) 555-0123" is +14155550123.
+_NUMBER_PUNCTUATION = re.compile(r"[\s().\-]")
+_E164 = re.compile(E164_PATTERN)
+
+
+class ContextRowsWidget(forms.Widget):
+    """Name/value rows posted as repeated `<name>_key` / `<name>_value` inputs, drawn by the
+    page's template: rows the page's script adds post like the ones drawn by the server."""
+
+    def value_from_datadict(self, data: Any, files: Any, name: str) -> list[tuple[str, str]]:
+        if not hasattr(data, "getlist"):  # a plain dict: no rows
+            return []
+        keys, values = data.getlist(f"{name}_key"), data.getlist(f"{name}_value")
+        return list(zip_longest(keys, values, fillvalue=""))
+
+    def value_omitted_from_data(self, data: Any, files: Any, name: str) -> bool:
+        return False
+
+
+class ContextField(forms.Field):
+    """The rows as a dict; blank rows are left out. Names are checked by telephony.outbound
+    (placeholder names), so the page and the API refuse the same ones with the same words."""
+
+    widget = ContextRowsWidget
+
+    def to_python(self, value: Any) -> dict[str, str]:
+        context: dict[str, str] = {}
+        for raw_key, raw_text in value or []:
+            key, text = str(raw_key).strip(), str(raw_text).strip()
+            if not key and not text:
+                continue
+            if not key:
+                raise ValidationError(f"The value {text!r} needs a name.")
+            if key in context:
+                raise ValidationError(f"{key!r} is given twice: give each name once.")
+            context[key] = text
+        return context
+
+
+@dataclass(frozen=True)
+class PlaceOptions:
+    """What the form offers: the active agents (slug, label), the default one, our numbers."""
+
+    agents: list[tuple[str, str]]
+    default_agent: str
+    numbers: list[tuple[str, str]]
+
+
+def place_options() -> PlaceOptions:
+    """Active agents and every number we may call from (the agents' numbers, and the
+    account's TWILIO_PHONE_NUMBER): telephony.outbound refuses any other caller id."""
+    agents = list(agent_selectors.agent_list())  # with their numbers: two queries
+    active = [agent for agent in agents if agent.is_active]
+    default = next((agent.slug for agent in active if agent.is_default), "")
+    numbers = [
+        (phone.number, " · ".join(filter(None, (phone.number, agent.name, phone.label))))
+        for agent in agents
+        for phone in agent.phone_numbers.all()
+    ]
+    ours = settings.TWILIO_PHONE_NUMBER
+    if ours and ours not in {number for number, _ in numbers}:
+        numbers.append((ours, f"{ours} · the account's number (TWILIO_PHONE_NUMBER)"))
+    return PlaceOptions(
+        agents=[(a.slug, f"{a.name} (default)" if a.is_default else a.name) for a in active],
+        default_agent=default or (active[0].slug if active else ""),
+        numbers=numbers,
+    )
+
+
+class PlaceCallForm(forms.Form):
+    """The fields of POST /api/calls, as a page. The form checks their shape; what they mean
+    (an E.164 number, our caller id, the context the agent's text needs) is checked by
+    telephony.outbound, whose refusal is shown against the field it names."""
+
+    required_css_class = "required"  # the admin's stylesheet marks these labels bold
+    agent = forms.ChoiceField(
+        help_text="Who speaks: the agent's instructions, greeting and voice (active agents)."
+    )
+    to = forms.CharField(
+        label="Number to call",
+        max_length=32,
+        help_text="E.164: +, country code and number (+14155550123); spaces and dashes are "
+        "dropped.",
+        widget=forms.TextInput(attrs={"type": "tel", "placeholder": "+14155550123"}),
+    )
+    from_number = forms.ChoiceField(
+        label="Call from",
+        required=False,
+        help_text="The caller id the callee sees: one of our numbers.",
+    )
+    machine_detection = forms.ChoiceField(
+        label="Answering machine",
+        choices=MACHINE_DETECTION_CHOICES,
+        initial="hangup",
+        widget=forms.RadioSelect,
+        help_text="Detection holds the agent's first words until Twilio says who answered.",
+    )
+    voicemail_message = forms.CharField(
+        label="Voicemail message",
+        required=False,
+        max_length=outbound.VOICEMAIL_MESSAGE_MAX_CHARS,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text='Said after the beep (with "leave the voicemail message"); {placeholders} '
+        "are filled from the context. Empty: the agent's greeting.",
+    )
+    context = ContextField(
+        required=False,
+        help_text="Values for the {placeholders} in the agent's instructions, greeting and "
+        "voicemail message (name: letters, digits and _), e.g. name = Ada.",
+    )
+
+    def __init__(self, *args: Any, options: PlaceOptions, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["agent"].choices = options.agents
+        self.fields["from_number"].choices = [
+            ("", "The agent's number (its first), else the account's"),
+            *options.numbers,
+        ]
+
+    def clean_to(self) -> str:
+        return _NUMBER_PUNCTUATION.sub("", self.cleaned_data["to"])
+
+    def outbound_call(self) -> outbound.OutboundCall:
+        data = self.cleaned_data
+        return outbound.OutboundCall(
+            to=data["to"],
+            agent=data["agent"],
+            from_=data["from_number"],
+            context=data["context"],
+            machine_detection=data["machine_detection"],
+            voicemail_message=data["voicemail_message"],
+        )
+
+    def add_refusal(self, refused: outbound.OutboundRefused) -> None:
+        """The refusal's message against the field it names, else for the whole form."""
+        name = _REFUSED_FIELD.get(refused.field or "", refused.field)
+        self.add_error(name if name in self.fields else None, str(refused))
+
+    def context_rows(self) -> list[tuple[str, str]]:
+        """The rows to draw: those filled in (as typed), then blank ones."""
+        value = self["context"].value() or []
+        pairs = value.items() if isinstance(value, Mapping) else value
+        filled = [(str(k), str(v)) for k, v in pairs if str(k).strip() or str(v).strip()]
+        return filled + [("", "")] * CONTEXT_BLANK_ROWS
+
+
+def place_initial(query: Mapping[str, Any], options: PlaceOptions) -> tuple[dict[str, Any], str]:
+    """The form's initial values from the page's query (?to=...&agent=...&from=...), and a
+    notice when the agent asked for cannot be chosen (a call back to a call whose agent has
+    since been deactivated): the default agent is offered instead, and the page says so."""
+    initial: dict[str, Any] = {"agent": options.default_agent, "machine_detection": "hangup"}
+    for name in ("to", "machine_detection", "voicemail_message"):
+        if query.get(name):
+            initial[name] = query.get(name)
+    if query.get("from"):
+        initial["from_number"] = query.get("from")
+    rows = ContextRowsWidget().value_from_datadict(query, {}, "context")
+    if rows:
+        initial["context"] = rows
+    slug = query.get("agent") or ""
+    if slug and slug in {value for value, _ in options.agents}:
+        initial["agent"] = slug
+    elif slug:
+        return initial, f"The agent {slug!r} is not active (or no longer exists): choose another."
+    return initial, ""
+
+
+def call_back_url(call: Call) -> str:
+    """The "Call a number" page for the call's other party, with its agent when it may still
+    take calls; "" when the caller is not a number that can be dialled (withheld, a client)."""
+    if not _E164.match(call.caller or ""):
+        return ""
+    query = {"to": call.caller}
+    if call.agent is not None and call.agent.is_active:
+        query["agent"] = call.agent.slug
+    return f"{reverse(PLACE_URL)}?{urlencode(query)}"
+
+
+def _placed_message(placed: outbound.Placed) -> str:
+    call = placed.call
+    if placed.replayed:
+        return "This form was already sent: here is the call it placed (no second call)."
+    agent = call.agent.name if call.agent is not None else "the default agent"
+    return f"Calling {call.caller} with {agent}: the call is queued with Twilio."
+
+
+def _failed_call_url(refused: outbound.OutboundRefused) -> str:
+    """The page of the call a refusal left on the record (Twilio refused or was down)."""
+    call_id = refused.details.get("call_id")
+    return reverse("admin:calls_call_change", args=[call_id]) if call_id else ""
+
+
+def place_page(request: HttpRequest, *, context: dict[str, Any]) -> HttpResponse:
+    """GET: the form (pre-filled from the query). POST: place the call and open its page, or
+    show the form again, as typed, with why it was refused."""
+    options = place_options()
+    notice = failed_call_url = ""
+    if request.method == "POST":
+        form = PlaceCallForm(request.POST, options=options)
+        if form.is_valid():
+            # The key makes a double submit open the first call instead of dialling twice.
+            key = request.POST.get("idempotency_key", "")[:IDEMPOTENCY_KEY_MAX]
+            try:
+                placed = outbound.outbound_call_place(
+                    form.outbound_call(), user=request.user, idempotency_key=key
+                )
+            except outbound.OutboundRefused as refused:
+                form.add_refusal(refused)
+                failed_call_url = _failed_call_url(refused)
+            else:
+                messages.success(request, _placed_message(placed))
+                return HttpResponseRedirect(
+                    reverse("admin:calls_call_change", args=[placed.call.pk])
+                )
+    else:
+        initial, notice = place_initial(request.GET, options)
+        form = PlaceCallForm(initial=initial, options=options)
+    context.update(
+        form=form,
+        context_rows=form.context_rows(),
+        agent_notice=notice,
+        failed_call_url=failed_call_url,
+        # A new key for every page shown: a form re-sent after a refusal is a new request.
+        idempotency_key=uuid.uuid4().hex,
+        no_agents=not options.agents,
+    )
+    return TemplateResponse(request, "admin/calls/call/place.html", context)

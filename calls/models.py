@@ -38,9 +38,23 @@ class CallDirection(models.TextChoices):
     OUTBOUND_DIAL = "outbound-dial"
 
 
+class AnsweredBy(models.TextChoices):
+    """Twilio's answering machine detection results (AnsweredBy), verbatim."""
+
+    HUMAN = "human"
+    MACHINE_START = "machine_start"
+    MACHINE_END_BEEP = "machine_end_beep"
+    MACHINE_END_SILENCE = "machine_end_silence"
+    MACHINE_END_OTHER = "machine_end_other"
+    FAX = "fax"
+    UNKNOWN = "unknown"
+
+
 class Call(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    call_sid = models.CharField(max_length=64, unique=True)
+    # Null only for an outbound call Twilio has not (or never) given a CallSid: the row is
+    # created before Twilio is asked to dial, so a refusal is on the record too.
+    call_sid = models.CharField(max_length=64, unique=True, null=True, blank=True)
     stream_sid = models.CharField(max_length=64, blank=True, default="")
     account_sid = models.CharField(max_length=64, blank=True, default="")
     caller = models.CharField(max_length=64, blank=True, default="")
@@ -56,6 +70,10 @@ class Call(models.Model):
     agent_snapshot = models.JSONField(default=dict, blank=True)
     direction = models.CharField(
         max_length=16, choices=CallDirection.choices, default=CallDirection.INBOUND
+    )
+    # Outbound calls with answering machine detection: what Twilio says answered.
+    answered_by = models.CharField(
+        max_length=24, choices=AnsweredBy.choices, blank=True, default=""
     )
     status = models.CharField(max_length=16, choices=CallStatus.choices, default=CallStatus.RINGING)
     # Twilio's SequenceNumber of the last status callback applied (they can arrive out of order).
@@ -76,6 +94,7 @@ class Call(models.Model):
             models.Index(fields=["caller", "-started_at"], name="call_caller_idx"),
             models.Index(fields=["agent", "-started_at"], name="call_agent_idx"),
             models.Index(fields=["status", "-started_at"], name="call_status_idx"),
+            models.Index(fields=["direction", "-started_at"], name="call_direction_idx"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -93,7 +112,30 @@ class Call(models.Model):
 
     def __str__(self) -> str:
         agent = self.agent.name if self.agent_id is not None else "unknown"
-        return f"{self.caller or 'unknown'} -> {agent} ({self.call_sid})"
+        if self.direction == CallDirection.INBOUND:
+            return f"{self.caller or 'unknown'} -> {agent} ({self.call_sid})"
+        return f"{agent} -> {self.caller or 'unknown'} ({self.call_sid or 'not dialled'})"
+
+
+class OutboundRequest(models.Model):
+    """An `Idempotency-Key` sent with POST /api/calls: a retry with the same key (same user)
+    returns the call the first request placed instead of dialling again. Keys are kept for
+    OUTBOUND_IDEMPOTENCY_TTL_S; `fingerprint` (a hash of the body) catches a key reused for
+    another request."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="outbound_requests")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="outbound_request_key_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} -> {self.call_id}"
 
 
 # One note appended through the API; long enough for a paragraph, short enough to stay a note.

@@ -34,6 +34,7 @@ from calls.models import (
     ACTIVE_STATUSES,
     TERMINAL_STATUSES,
     Call,
+    CallDirection,
     CallNote,
     CallStatus,
     Recording,
@@ -121,6 +122,18 @@ INTERVAL_LENGTH = {
 MAX_BUCKETS = 2000
 UNANSWERED_STATUSES = (CallStatus.BUSY, CallStatus.NO_ANSWER, CallStatus.CANCELED)
 SENTIMENT_KEYS = (*Sentiment.values, "unknown")
+# Outbound = every call our side placed: the API's dial-outs (outbound-api) and the legs Twilio
+# dials for a <Dial> (outbound-dial). Reports and the call list split calls in these two.
+OUTBOUND_DIRECTIONS = (CallDirection.OUTBOUND_API, CallDirection.OUTBOUND_DIAL)
+DIRECTION_FILTERS = {
+    "inbound": Q(direction=CallDirection.INBOUND),
+    "outbound": Q(direction__in=OUTBOUND_DIRECTIONS),
+}
+# Counts nested in a report entry: the aggregate's name prefix -> the entry's key and its keys.
+_NESTED_COUNTS = {
+    "sentiment_": ("sentiment", SENTIMENT_KEYS),
+    "direction_": ("calls_by_direction", tuple(DIRECTION_FILTERS)),
+}
 # Measures that are sums: an empty bucket shows 0 for these, and null for the averages.
 _TALK_SUMS = ("caller_talk_s", "agent_talk_s", "silence_s")
 _TOKEN_SUMS = ("input_audio_tokens", "output_audio_tokens")
@@ -157,6 +170,7 @@ def _measures() -> dict[str, Any]:
         "sentiment_unknown": Count(
             "pk", filter=Q(analytics__isnull=True) | Q(analytics__sentiment_label="")
         ),
+        **{f"direction_{key}": Count("pk", filter=q) for key, q in DIRECTION_FILTERS.items()},
         **talk,
         **tokens,
         "estimated_cost_usd": Coalesce(
@@ -196,13 +210,14 @@ def _p95_by_group(queryset: QuerySet[Call], *, column: str, group: Any | None) -
 
 
 def _summary(row: Mapping[str, Any], percentiles: Mapping[str, float | None]) -> dict[str, Any]:
-    """One report entry from a row of aggregates: the sentiment counts nested."""
+    """One report entry from a row of aggregates: the sentiment and direction counts nested."""
     summary = {
         key: value
         for key, value in row.items()
-        if not key.startswith("sentiment_") and key != "bucket"
+        if not key.startswith(tuple(_NESTED_COUNTS)) and key != "bucket"
     }
-    summary["sentiment"] = {key: row[f"sentiment_{key}"] for key in SENTIMENT_KEYS}
+    for prefix, (name, keys) in _NESTED_COUNTS.items():
+        summary[name] = {key: row[f"{prefix}{key}"] for key in keys}
     summary.update(percentiles)
     return summary
 
@@ -211,9 +226,16 @@ def _empty_summary() -> dict[str, Any]:
     measures = dict.fromkeys(_measures(), None)
     zeros = ("calls", "completed", "failed", "unanswered", *_TALK_SUMS, *_TOKEN_SUMS)
     measures.update(dict.fromkeys(zeros, 0))
-    measures.update({f"sentiment_{key}": 0 for key in SENTIMENT_KEYS})
+    for prefix, (_, keys) in _NESTED_COUNTS.items():
+        measures.update({f"{prefix}{key}": 0 for key in keys})
     measures["estimated_cost_usd"] = Decimal(0)
     return _summary(measures, dict.fromkeys(_P95_COLUMNS))
+
+
+def _summary_copy(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy whose nested counts are copies too: empty buckets must not share one dict."""
+    nested = {name: dict(summary[name]) for name, _ in _NESTED_COUNTS.values()}
+    return {**summary, **nested}
 
 
 def _local_key(value: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
@@ -284,7 +306,7 @@ def call_analytics(
     series = []
     for key in analytics_bucket_keys(start=start, end=end, interval=interval, tz=tz):
         row = rows.get(key)
-        entry = _summary(row, {}) if row else {**empty, "sentiment": dict(empty["sentiment"])}
+        entry = _summary(row, {}) if row else _summary_copy(empty)
         entry.update({name: by_key.get(key) for name, by_key in bucket_p95.items()})
         entry["bucket"] = timezone.make_aware(key, tz)
         series.append(entry)
@@ -331,3 +353,8 @@ def call_end_reason(*, call_sid: str) -> str:
     """Why the call ended, as recorded so far ("" while it goes on, or for an unknown call)."""
     reason = Call.objects.filter(call_sid=call_sid).values_list("end_reason", flat=True).first()
     return reason or ""
+
+
+def call_answered_by(*, call_id: str) -> str:
+    """What answering machine detection said of an outbound call ("" until it has)."""
+    return Call.objects.filter(pk=call_id).values_list("answered_by", flat=True).first() or ""

@@ -27,10 +27,13 @@ from calls.models import (
     NOTE_MAX_CHARS,
     TERMINAL_STATUSES,
     Analytics,
+    AnsweredBy,
     Call,
+    CallDirection,
     CallMetadata,
     CallNote,
     CallStatus,
+    OutboundRequest,
     Recording,
     ToolCall,
     Transcript,
@@ -208,6 +211,20 @@ def call_create(
     return call
 
 
+def _outbound_call_for_update(*, call_sid: str, call_id: str | None) -> Call | None:
+    """(In a transaction.) The call Twilio names, locked. An outbound call's callbacks name our
+    call id too (in their URL): one that arrives before Twilio's answer to the create was
+    recorded gives the call its CallSid."""
+    call = Call.objects.select_for_update().filter(call_sid=call_sid).first()
+    if call is not None or not call_id:
+        return call
+    call = Call.objects.select_for_update().filter(pk=call_id, call_sid__isnull=True).first()
+    if call is not None:
+        call.call_sid = call_sid
+        call.save(update_fields=["call_sid", "updated_at"])
+    return call
+
+
 def call_status_apply(
     *,
     call_sid: str,
@@ -215,6 +232,7 @@ def call_status_apply(
     sequence: int | None,
     duration_s: float | None,
     at: dt.datetime | None = None,
+    call_id: str | None = None,
 ) -> Call | None:
     """Apply a status callback; out-of-order and stale callbacks change nothing.
 
@@ -222,7 +240,7 @@ def call_status_apply(
     """
     at = at or timezone.now()
     with transaction.atomic():
-        call = Call.objects.select_for_update().filter(call_sid=call_sid).first()
+        call = _outbound_call_for_update(call_sid=call_sid, call_id=call_id)
         if call is None or status not in CallStatus.values:
             return call
         if sequence is not None and sequence <= call.status_sequence:
@@ -261,21 +279,115 @@ def call_stream_started(
         metadata.save(update_fields=["custom"])
 
 
-def call_stream_claim(*, call_id: str, stream_sid: str) -> dict[str, Any] | None:
+def call_stream_claim(*, call_id: str, stream_sid: str, call_sid: str) -> dict[str, Any] | None:
     """Bind a call to its media stream, once. Claimed: the call's agent snapshot, which the
     bridge configures the model session from (`{}` for a call without one). Refused: None,
-    when the call already had a stream, is over, or does not exist (a stream token replayed
-    within its lifetime must not open a second bridge)."""
+    when the call already had a stream, is over, does not exist (a stream token replayed
+    within its lifetime must not open a second bridge) or is another Twilio call than the
+    stream's. An outbound call whose CallSid is not recorded yet takes the stream's."""
     with transaction.atomic():
-        claimed = (
-            Call.objects.filter(pk=call_id, stream_sid="", ended_at__isnull=True)
+        call = (
+            Call.objects.select_for_update()
+            .filter(pk=call_id, stream_sid="", ended_at__isnull=True)
             .exclude(status__in=TERMINAL_STATUSES)
-            .update(stream_sid=stream_sid, updated_at=timezone.now())
+            .first()
         )
-        if claimed != 1:
+        if call is None or (call.call_sid is not None and call.call_sid != call_sid):
             return None
-        snapshot = Call.objects.filter(pk=call_id).values_list("agent_snapshot", flat=True).get()
-    return dict(snapshot or {})
+        call.stream_sid = stream_sid
+        call.call_sid = call_sid
+        call.save(update_fields=["stream_sid", "call_sid", "updated_at"])
+    return dict(call.agent_snapshot or {})
+
+
+def call_create_outbound(
+    *,
+    agent: Agent,
+    to: str,
+    from_: str,
+    agent_snapshot: Mapping[str, Any],
+    outbound: Mapping[str, Any],
+    started_at: dt.datetime | None = None,
+) -> Call:
+    """The record of a call we are about to ask Twilio to place: queued, no CallSid yet.
+    `caller` is the other party (the number dialled), as it is the caller on inbound calls,
+    so the list's caller filter finds both directions; `outbound` (from, context, machine
+    detection) is kept in metadata."""
+    snapshot = dict(agent_snapshot)
+    with transaction.atomic():
+        call = Call.objects.create(
+            caller=to,
+            agent=agent,
+            agent_version=snapshot.get("version"),
+            agent_snapshot=snapshot,
+            direction=CallDirection.OUTBOUND_API,
+            status=CallStatus.QUEUED,
+            started_at=started_at or timezone.now(),
+        )
+        CallMetadata.objects.create(call=call, custom={"outbound": {"to": to, "from": from_,
+                                                                    **outbound}})  # fmt: skip
+        Analytics.objects.create(call=call)
+    return call
+
+
+def call_dialled(*, call_id: str, call_sid: str) -> Call:
+    """Twilio took the call: record its CallSid (unless a callback brought it first)."""
+    with transaction.atomic():
+        call = Call.objects.select_for_update().get(pk=call_id)
+        if call.call_sid is None:
+            call.call_sid = call_sid
+            call.save(update_fields=["call_sid", "updated_at"])
+    return call
+
+
+def call_dial_failed(*, call_id: str, reason: str) -> Call:
+    """Twilio refused to place the call (or could not be reached): it ends, failed, with why."""
+    now = timezone.now()
+    with transaction.atomic():
+        call = Call.objects.select_for_update().get(pk=call_id)
+        if call.status not in TERMINAL_STATUSES:
+            call.status = CallStatus.FAILED
+            call.ended_at = max(now, call.started_at)
+        call.end_reason = text_clean(reason)[:200]
+        call.save()
+    return call
+
+
+def outbound_request_find(
+    *, user: AbstractBaseUser, key: str, since: dt.datetime
+) -> OutboundRequest | None:
+    """The request an Idempotency-Key was first used for, if still remembered; older uses of
+    the key are forgotten (deleted) so it can place a new call."""
+    OutboundRequest.objects.filter(user=user, key=key, created_at__lt=since).delete()
+    return OutboundRequest.objects.select_related("call").filter(user=user, key=key).first()
+
+
+def outbound_request_add(
+    *, user: AbstractBaseUser, key: str, fingerprint: str, call: Call
+) -> OutboundRequest:
+    """(In the transaction that created the call.) IntegrityError when a concurrent request
+    with the same key got there first."""
+    return OutboundRequest.objects.create(user=user, key=key, fingerprint=fingerprint, call=call)
+
+
+def call_answered_by_apply(
+    *, call_sid: str, answered_by: str, detection_ms: int | None, call_id: str | None = None
+) -> Call | None:
+    """Twilio's answering machine detection result for an outbound call: the first answer is
+    kept (the bridge acts on it); None for a call we do not know."""
+    if answered_by not in AnsweredBy.values:
+        answered_by = AnsweredBy.UNKNOWN
+    with transaction.atomic():
+        call = _outbound_call_for_update(call_sid=call_sid, call_id=call_id)
+        if call is None or call.answered_by:
+            return call
+        call.answered_by = answered_by
+        call.save(update_fields=["answered_by", "updated_at"])
+        metadata, _ = CallMetadata.objects.get_or_create(call=call)
+        amd = {"answered_by": answered_by, "detection_ms": detection_ms}
+        metadata.custom = {**metadata.custom, "machine_detection": amd}
+        metadata.save(update_fields=["custom"])
+    return call
 
 
 def transcripts_add(*, call_id: str, lines: Iterable[TranscriptLine]) -> int:

@@ -16,6 +16,11 @@ Two things the schema alone cannot give the fuzzer:
   webhook's `parameters` is itself a valid JSON Schema, and no two tools share a name. A
   positive request keeps its generated tools, made to follow these.
 
+- What makes an outbound call (POST /api/calls) placeable beyond its shape: the agent is one
+  that exists (the seeded one), `from` is one of our numbers (the run's TWILIO_PHONE_NUMBER),
+  and context keys are placeholder names (OpenAPI 3.0 has no `propertyNames`). A positive
+  request is made to follow these.
+
 Nothing else is adjusted: every other refusal of a schema-valid request is a finding.
 """
 
@@ -56,7 +61,7 @@ def _is_positive(case: Any) -> bool:
 
 @schemathesis.hook
 def map_case(context: Any, case: Any) -> Any:
-    return _period_fixed(_tools_beyond_the_schema(case))
+    return _outbound_call_fixed(_period_fixed(_tools_beyond_the_schema(case)))
 
 
 def _period_fixed(case: Any) -> Any:
@@ -112,3 +117,27 @@ def _tools_fixed(tools: list[Any]) -> list[Any]:
         names.add(name)
         fixed.append(tool)
     return fixed
+
+
+def _placeholder_name(key: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_]", "_", key)[:64] or "value"
+    return name if not name[0].isdigit() else f"_{name[:63]}"
+
+
+def _outbound_call_fixed(case: Any) -> Any:
+    """A positive POST /api/calls names the seeded agent and our number, and its context keys
+    are placeholder names."""
+    body = case.body
+    if case.operation.path != "/api/calls" or case.method.upper() != "POST":
+        return case
+    if not _is_positive(case) or not isinstance(body, dict):
+        return case
+    body = dict(body)
+    if os.environ.get("CONTRACT_AGENT_SLUG"):
+        body["agent"] = os.environ["CONTRACT_AGENT_SLUG"]
+    if "from" in body and os.environ.get("CONTRACT_FROM_NUMBER"):
+        body["from"] = os.environ["CONTRACT_FROM_NUMBER"]
+    if isinstance(body.get("context"), dict):
+        body["context"] = {_placeholder_name(str(k)): v for k, v in body["context"].items()}
+    case.body = body
+    return case

@@ -63,6 +63,8 @@ SERVER_READY_TIMEOUT_S = 60.0
 # Not fuzzed: see the module docstring.
 EXCLUDED_PATHS = ("/api/status",)
 POSTGRES_SCHEMES = ("postgres", "postgresql", "pgsql")
+# TWILIO_PHONE_NUMBER of the run: the caller id POST /api/calls may use (contract/hooks.py).
+CONTRACT_FROM_NUMBER = "+18005550199"
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,14 @@ def run_env(workdir: Path, database_url: str) -> dict[str, str]:
         # The fuzzer's few thousand requests a minute are one user's: the throttle would turn
         # them into 429s, which says nothing about the schema (429 is tested in the suite).
         "API_THROTTLE_USER": "1000000/min",
+        "API_THROTTLE_OUTBOUND_CALLS": "1000000/min",
+        # Outbound calls go to the stand-in (twilio_rest_standin) with its account, whatever
+        # this shell has configured, from a number of ours.
+        "TWILIO_ACCOUNT_SID": "",
+        "TWILIO_AUTH_TOKEN": "",
+        "TWILIO_PHONE_NUMBER": CONTRACT_FROM_NUMBER,
+        # Placed calls stay queued at the stand-in (nothing dials): no cap on them either.
+        "OUTBOUND_MAX_CONCURRENT_PER_AGENT": "1000000",
         "LOG_LEVEL": "WARNING",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
@@ -156,6 +166,26 @@ def seed_database(env: Mapping[str, str]) -> Seeded:
     )
     values = json.loads(result.stdout.strip().splitlines()[-1])
     return Seeded(token=values["token"], call_id=values["call_id"], agent_slug=values["agent_slug"])
+
+
+@contextlib.contextmanager
+def twilio_rest_standin(env: dict[str, str], log_path: Path) -> Iterator[None]:
+    """The Twilio REST stand-in (simulator.twilio.rest) the server's outbound calls go to, so
+    POST /api/calls is answered with its 201 (and the call's schema checked) instead of a 502
+    for a Twilio nobody can reach. It dials nothing: the calls stay queued."""
+    port = free_port()
+    with open(log_path, "wb") as output:
+        process = subprocess.Popen(
+            [PYTHON, "-m", "simulator.twilio.rest", "--port", str(port)],
+            cwd=ROOT, env=dict(env), stdout=output, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            wait_for_port(port, process, SERVER_READY_TIMEOUT_S, what="the Twilio REST stand-in")
+            env["TWILIO_API_BASE_URL"] = f"http://127.0.0.1:{port}"
+            yield
+        finally:
+            stop_process_group(process, timeout_s=15)
 
 
 @contextlib.contextmanager
@@ -230,6 +260,7 @@ def fuzz(
         "SCHEMATHESIS_HOOKS": "contract.hooks",
         "CONTRACT_CALL_ID": seeded.call_id,
         "CONTRACT_AGENT_SLUG": seeded.agent_slug,
+        "CONTRACT_FROM_NUMBER": CONTRACT_FROM_NUMBER,
     }
     command = schemathesis_command(
         base_url, seeded.token, examples=examples, seed=seed, report_dir=workdir / "report",
@@ -307,7 +338,10 @@ def prepare_and_fuzz(args: argparse.Namespace, seed: int, workdir: Path) -> int:
         log(f"seeded call {seeded.call_id}, agent {seeded.agent_slug}")
         server_log = workdir / "server.log"
         try:
-            with served(env, server_log) as base_url:
+            with (
+                twilio_rest_standin(env, workdir / "twilio-rest.log"),
+                served(env, server_log) as base_url,
+            ):
                 status = fuzz(
                     base_url, seeded, examples=args.examples, seed=seed,
                     timeout_s=args.timeout, workdir=workdir, extra=args.schemathesis_args,

@@ -51,7 +51,10 @@ from telephony.twiml import (
     AGENT_PARAMETER,
     CALLER_PARAMETER,
     DIALLED_PARAMETER,
+    FAX_REASON,
     TIME_LIMIT_REASON,
+    VOICEMAIL_LEFT_REASON,
+    VOICEMAIL_REASON,
     transfer_twiml,
     whisper_url,
 )
@@ -74,6 +77,34 @@ INAUDIBLE_TEXT = "[inaudible]"
 FAREWELL_WAIT_S = 15.0
 # The calls this process is bridging, by call id (one media stream per call).
 ACTIVE_BRIDGES: dict[str, CallBridge] = {}
+# An outbound call waits for answering machine detection at most Twilio's own timeout
+# (OUTBOUND_AMD_TIMEOUT_S) plus this, then goes on as if a person answered; the result is read
+# from the call's record (the AMD webhook may reach another process) this often.
+AMD_GRACE_S = 3.0
+AMD_POLL_S = 0.25
+
+
+@dataclass(frozen=True)
+class OutboundPlan:
+    """What an outbound call does about who answers (its snapshot's "outbound" entry, from
+    telephony.outbound): machine_detection hangup | voicemail | off, and the message to leave."""
+
+    machine_detection: str = "off"
+    voicemail_message: str = ""
+
+    @classmethod
+    def from_snapshot(cls, snapshot: Mapping[str, Any]) -> OutboundPlan | None:
+        values = snapshot.get("outbound")
+        if not isinstance(values, Mapping):
+            return None
+        return cls(
+            machine_detection=str(values.get("machine_detection") or "off"),
+            voicemail_message=str(values.get("voicemail_message") or ""),
+        )
+
+    @property
+    def detects_machines(self) -> bool:
+        return self.machine_detection in ("hangup", "voicemail")
 
 
 class TwilioSocket(Protocol):
@@ -189,6 +220,7 @@ class CallBridge:
         store: CallStore,
         lease: RecordingLease | None = None,
         clock: Callable[[], float] = time.monotonic,
+        outbound: OutboundPlan | None = None,
     ) -> None:
         self.call_id = call_id
         self.stream_sid = start.stream_sid
@@ -211,6 +243,12 @@ class CallBridge:
         self._model_up = False  # a session is configured and its socket has not dropped
         self._model_changed = asyncio.Event()  # set per model event (waits re-check on it)
         self._time_limit: asyncio.Task[None] | None = None
+        # Outbound: until answering machine detection says who answered, the model hears
+        # nothing (it would answer a machine's greeting) and says nothing.
+        self.outbound = outbound
+        self._holding_caller_audio = outbound is not None and outbound.detects_machines
+        self._answering: asyncio.Task[None] | None = None
+        self.answered_by = ""
         self._idle_items: set[str] = set()  # silent turns the service committed at idle
         # Tools: the agent's by the name the model calls them, a task per call (by call_id),
         # and per finished response the calls still unanswered (its reply waits for them).
@@ -323,7 +361,8 @@ class CallBridge:
         if settle:
             await self._settle_model()
         self._settle_agent_lines(force=True)
-        for task in (self._model_task, self._time_limit, *self._tool_tasks.values()):
+        tasks = (self._model_task, self._time_limit, self._answering, *self._tool_tasks.values())
+        for task in tasks:
             if task is not None and task is not asyncio.current_task() and not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -501,11 +540,12 @@ class CallBridge:
                 self.measures.frames_late += 1
             self._last_chunk = max(chunk, self._last_chunk)
         self._caller_audio_end_ms = media.timestamp_ms + len(audio) / ULAW_BYTES_PER_MS
-        if self._session_origin_ms is None:
-            self._session_origin_ms = float(media.timestamp_ms)
-        # Forward first: about once a second the recorder writes a block (resampling, file
-        # write), and the frame that triggers it should not wait for it.
-        await self.model.send_audio(media.payload)
+        if not self._holding_caller_audio:
+            if self._session_origin_ms is None:
+                self._session_origin_ms = float(media.timestamp_ms)
+            # Forward first: about once a second the recorder writes a block (resampling,
+            # file write), and the frame that triggers it should not wait for it.
+            await self.model.send_audio(media.payload)
         try:
             self.recorder.add_caller(audio, media.timestamp_ms)
         except AudioFormatError as exc:  # e.g. a negative timestamp: keep the audio flowing
@@ -598,10 +638,10 @@ class CallBridge:
         else:
             self._session_origin_ms = None
         if not event.reconnect_attempt:
-            if self.agent.greeting:
-                # Speak first: the greeting is a reply like any other (heard, recorded,
-                # transcribed), asked for as soon as the session is ready.
-                await self._say("Greet the caller now.", self.agent.greeting)
+            if self.outbound is not None and self.outbound.detects_machines:
+                self._answering = asyncio.create_task(self._act_on_who_answered())
+            else:
+                await self._open_conversation()
             return
         self.measures.reconnects += 1
         # A new session has no response in flight, and the old one's turns will never be
@@ -617,6 +657,55 @@ class CallBridge:
             # ends with that turn, so ask the new session to answer it rather than leave the
             # caller waiting in silence.
             await self.model.request_response()
+
+    async def _open_conversation(self) -> None:
+        """Speak first: the greeting is a reply like any other (heard, recorded, transcribed),
+        asked for as soon as the session is ready. An outbound call with no greeting still
+        opens with the agent (it called), in its own words."""
+        if self.agent.greeting:
+            await self._say("Greet the caller now.", self.agent.greeting)
+        elif self.outbound is not None:
+            await self.model.request_response()
+
+    async def _act_on_who_answered(self) -> None:
+        """Outbound, with machine detection: wait (bounded) for Twilio's answer, then talk to
+        a person (or an unknown: better a greeting than silence), hang up on a machine or a
+        fax, or leave the voicemail message once the machine's greeting and beep are over
+        (DetectMessageEnd answers after the beep)."""
+        assert self.outbound is not None
+        answered_by = await self._answered_by(settings.OUTBOUND_AMD_TIMEOUT_S + AMD_GRACE_S)
+        if self.ended:
+            return
+        self.answered_by = answered_by or "unknown"
+        logger.info("outbound call answered by %s", self.answered_by)
+        if answered_by == "fax":
+            await self.end(FAX_REASON, hang_up=True)
+        elif not answered_by.startswith("machine"):
+            self._holding_caller_audio = False
+            await self._open_conversation()
+        elif self.outbound.machine_detection == "hangup":
+            await self.end(VOICEMAIL_REASON, hang_up=True)
+        else:
+            replies_before = self.measures.turns
+            await self._say("You reached a voicemail box.", self.outbound.voicemail_message)
+            await self._wait_for(
+                lambda: self.measures.turns > replies_before and self._reply_heard(),
+                FAREWELL_WAIT_S,
+            )
+            await self.end(VOICEMAIL_LEFT_REASON, hang_up=True)
+
+    async def _answered_by(self, timeout_s: float) -> str:
+        """AnsweredBy from the call's record once the AMD webhook has stored it; "" when it
+        did not come in time (or the database could not say)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not self.ended and loop.time() < deadline:
+            with contextlib.suppress(Exception):  # a database blip: ask again
+                answered_by = await self.store.answered_by()
+                if answered_by:
+                    return answered_by
+            await asyncio.sleep(AMD_POLL_S)
+        return ""
 
     async def _on_response_started(self) -> None:
         self._response_in_progress = True

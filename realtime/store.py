@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from django.db import close_old_connections, connections, transaction
 
-from calls import services
+from calls import selectors, services
 from calls.events import CALL_ENDED, CALL_STARTED, CALL_TOOL, CALL_UPDATED, call_event_publish
 from calls.services import CallOutcome, RecordingFile, ToolCallLine, TranscriptLine
 
@@ -70,13 +70,17 @@ def _recording_upload(call_id: str, recording: RecordingFile) -> str | None:
     return services.recording_file_store(call_id=call_id, recording=recording)
 
 
-async def call_stream_claim(*, call_id: str, stream_sid: str) -> dict[str, Any] | None:
+async def call_stream_claim(
+    *, call_id: str, stream_sid: str, call_sid: str
+) -> dict[str, Any] | None:
     """services.call_stream_claim on the writer thread (once per call, never per frame): the
     call's agent snapshot once its stream is claimed, None when the claim is refused. A
     database that cannot answer refuses nothing: the call goes on with no snapshot ({})."""
     loop = asyncio.get_running_loop()
     claim = _in_writer_thread(
-        lambda: services.call_stream_claim(call_id=call_id, stream_sid=stream_sid)
+        lambda: services.call_stream_claim(
+            call_id=call_id, stream_sid=stream_sid, call_sid=call_sid
+        )
     )
     try:
         return await loop.run_in_executor(_WRITER, claim)
@@ -181,6 +185,10 @@ class CallStore:
             logger.warning("end reason not recorded before the stream closed (%s)", exc)
             return False
         return True
+
+    async def answered_by(self) -> str:
+        """The call's AnsweredBy (answering machine detection), "" until Twilio has said."""
+        return await self._on_writer(lambda: selectors.call_answered_by(call_id=self.call_id))
 
     # --- the writer ---------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from audio.recorder import CallRecorder
-from realtime.bridge import ACTIVE_BRIDGES, CallBridge
+from realtime.bridge import ACTIVE_BRIDGES, CallBridge, OutboundPlan
 from realtime.client import OpenAIRealtimeSession
 from realtime.configuration import environment_agent_config, realtime_settings
 from realtime.lifecycle import SHUTDOWN_REASON, RecordingLease, recording_path
@@ -203,7 +203,12 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             return  # `connected` (or stray frames) before `start`
         call_id = message.custom_parameters.get(CALL_ID_PARAMETER, "")
         token = message.custom_parameters.get(TOKEN_PARAMETER, "")
-        if not call_id or not stream_token_valid(call_id, message.call_sid, token):
+        # An inbound call's token names its CallSid; an outbound call's cannot (it is signed
+        # before Twilio assigns one), and the claim below checks the CallSid on the record.
+        if not call_id or not (
+            stream_token_valid(call_id, message.call_sid, token)
+            or stream_token_valid(call_id, "", token)
+        ):
             logger.warning("media stream refused: bad stream token for %s", message.call_sid)
             await self.close(POLICY_VIOLATION)
             return
@@ -211,16 +216,20 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             logger.warning("media stream refused: another account (%s)", message.account_sid)
             await self.close(POLICY_VIOLATION)
             return
-        snapshot = await self._claim_first_stream(call_id, message.stream_sid)
+        snapshot = await self._claim_first_stream(call_id, message.stream_sid, message.call_sid)
         if snapshot is None:
             logger.warning("media stream refused: call %s already had its stream", call_id)
             await self.close(POLICY_VIOLATION)
             return
         if self._start_timer is not None:
             self._start_timer.cancel()
-        await self._bridge_call(call_id, message, _agent_of(snapshot))
+        await self._bridge_call(
+            call_id, message, _agent_of(snapshot), OutboundPlan.from_snapshot(snapshot)
+        )
 
-    async def _claim_first_stream(self, call_id: str, stream_sid: str) -> dict[str, Any] | None:
+    async def _claim_first_stream(
+        self, call_id: str, stream_sid: str, call_sid: str
+    ) -> dict[str, Any] | None:
         """The call's agent snapshot, or None: a call is bridged once, ever. Its token stays
         valid for minutes after the call has ended, so a replayed `start` must not open a
         second bridge (here or in a sibling process). This process remembers its calls; the
@@ -232,9 +241,11 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         if call_id in BRIDGED_CALLS:
             return None
         BRIDGED_CALLS[call_id] = now
-        return await call_stream_claim(call_id=call_id, stream_sid=stream_sid)
+        return await call_stream_claim(call_id=call_id, stream_sid=stream_sid, call_sid=call_sid)
 
-    async def _bridge_call(self, call_id: str, start: tw.Start, agent: AgentConfig) -> None:
+    async def _bridge_call(
+        self, call_id: str, start: tw.Start, agent: AgentConfig, outbound: OutboundPlan | None
+    ) -> None:
         try:
             lease = RecordingLease(call_id)
         except OSError:
@@ -251,6 +262,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             recorder=CallRecorder(recording_path(call_id)),
             store=CallStore(call_id),
             lease=lease,
+            outbound=outbound,
         )
         self.bridge = bridge
         ACTIVE_BRIDGES[call_id] = bridge

@@ -16,10 +16,16 @@ from telephony.security import (
 
 STREAM_ENDED_PATH = "/twilio/stream-ended"
 WHISPER_PATH = "/twilio/whisper"
+CALL_STATUS_PATH = "/twilio/call-status"
+AMD_STATUS_PATH = "/twilio/amd-status"
 # Why calls the bridge ends on purpose ended: an agent's max_call_minutes, its end_call tool
 # (followed by the model's stated reason).
 TIME_LIMIT_REASON = "time limit reached"
 AGENT_ENDED_REASON = "agent ended the call"
+# Outbound calls a machine answered: hung up at once, or after the agent left its message.
+VOICEMAIL_REASON = "voicemail"
+VOICEMAIL_LEFT_REASON = "voicemail: message left"
+FAX_REASON = "fax machine answered"
 # Inline TwiML sent through the REST API is limited to this many characters by Twilio.
 TWIML_MAX_CHARS = 4000
 WHISPER_MAX_CHARS = 400
@@ -34,16 +40,29 @@ AGENT_PARAMETER = "agent"
 
 def is_hang_up_reason(end_reason: str) -> bool:
     """A call the bridge ended on purpose: hung up, no fallback after it."""
-    return end_reason == TIME_LIMIT_REASON or end_reason.startswith(AGENT_ENDED_REASON)
+    return (
+        end_reason in (TIME_LIMIT_REASON, FAX_REASON)
+        or end_reason.startswith(AGENT_ENDED_REASON)
+        or end_reason.startswith(VOICEMAIL_REASON)
+    )
 
 
 def connect_stream_twiml(
-    call_id: str, call_sid: str, *, caller: str = "", dialled: str = "", agent: str = ""
+    call_id: str,
+    call_sid: str,
+    *,
+    caller: str = "",
+    dialled: str = "",
+    agent: str = "",
+    outbound: bool = False,
 ) -> str:
-    """Greeting (optional), then the media stream. When we close the stream with the call
-    still up, Twilio asks <Connect>'s action URL how to go on (stream_ended_twiml)."""
+    """Greeting (optional, inbound only: on an outbound call the agent speaks first, once
+    answering machine detection allows), then the media stream. When we close the stream with
+    the call still up, Twilio asks <Connect>'s action URL how to go on (stream_ended_twiml).
+    An outbound call's TwiML is sent before Twilio assigns its CallSid: `call_sid` is "" and
+    the stream token names the call id only."""
     response = VoiceResponse()
-    if settings.TWILIO_GREETING:
+    if settings.TWILIO_GREETING and not outbound:
         response.say(settings.TWILIO_GREETING)
     connect = Connect(action=public_url(STREAM_ENDED_PATH))
     stream = connect.stream(url=stream_url())
@@ -56,6 +75,17 @@ def connect_stream_twiml(
             stream.parameter(name=name, value=value)
     response.append(connect)
     return str(response)
+
+
+def call_status_url(call_id: str) -> str:
+    """An outbound call's StatusCallback: our call id in the URL (Twilio signs it), so a
+    callback that comes before Twilio's answer to the create still finds the call."""
+    return public_url(f"{CALL_STATUS_PATH}?{urlencode({'call': call_id})}")
+
+
+def amd_status_url(call_id: str) -> str:
+    """An outbound call's AsyncAmdStatusCallback (answering machine detection's result)."""
+    return public_url(f"{AMD_STATUS_PATH}?{urlencode({'call': call_id})}")
 
 
 def whisper_url(call_id: str, summary: str) -> str:

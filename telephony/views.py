@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import uuid
 from collections.abc import Callable
 
 from django.db import DatabaseError
@@ -38,6 +39,7 @@ View = Callable[[HttpRequest], HttpResponse]
 _MAX_SID_LENGTH = 64
 _MAX_SEQUENCE = 2**31 - 1  # the column is a 32-bit integer
 _MAX_DURATION_S = 86400  # Twilio ends calls long before a day
+_MAX_DETECTION_MS = 600_000  # machine detection gives up within a minute (at most 59 s)
 
 
 def _text(body: str, status: int) -> HttpResponse:
@@ -80,6 +82,15 @@ def _call_sid(request: HttpRequest) -> str | None:
     if not call_sid or len(call_sid) > _MAX_SID_LENGTH:
         return None
     return call_sid
+
+
+def _our_call_id(request: HttpRequest) -> str | None:
+    """The call id an outbound call's callback URLs carry (?call=), when it is one."""
+    raw = request.GET.get("call", "")
+    try:
+        return str(uuid.UUID(raw)) if raw else None
+    except ValueError:
+        return None
 
 
 @csrf_exempt
@@ -148,11 +159,47 @@ def call_status(request: HttpRequest) -> HttpResponse:
         status=request.POST.get("CallStatus", "").strip(),
         sequence=sequence,
         duration_s=duration,
+        call_id=_our_call_id(request),
     )
     if call is None:
         logger.info("status callback for unknown call %s ignored", call_sid)
     else:
         call_event_publish_sync(kind=CALL_UPDATED, call_id=str(call.id), status=call.status)
+    return HttpResponse(status=200)
+
+
+@csrf_exempt
+@require_POST
+@twilio_signed
+def amd_status(request: HttpRequest) -> HttpResponse:
+    """Answering machine detection's result for an outbound call (AsyncAmdStatusCallback). It
+    is recorded; the bridge, waiting on it before the agent speaks, acts on it (a person: the
+    greeting; a machine: hang up, or the voicemail message after the beep)."""
+    call_sid = _call_sid(request)
+    if call_sid is None:
+        return _text("CallSid is required (at most 64 characters).", 400)
+    answered_by = request.POST.get("AnsweredBy", "").strip()
+    if not answered_by:
+        return _text("AnsweredBy is required.", 400)
+    try:
+        detection_ms = _parse_optional_number(request.POST.get("MachineDetectionDuration", ""), int)
+    except ValueError:
+        return _text("MachineDetectionDuration must be a number.", 400)
+    if detection_ms is not None and not 0 <= detection_ms <= _MAX_DETECTION_MS:
+        return _text("MachineDetectionDuration must be between 0 and 600000 ms.", 400)
+    call = services.call_answered_by_apply(
+        call_sid=call_sid,
+        answered_by=answered_by,
+        detection_ms=detection_ms,
+        call_id=_our_call_id(request),
+    )
+    if call is None:
+        logger.info("machine detection result for unknown call %s ignored", call_sid)
+    else:
+        call_event_publish_sync(
+            kind=CALL_UPDATED, call_id=str(call.id), status=call.status,
+            answered_by=call.answered_by,
+        )  # fmt: skip
     return HttpResponse(status=200)
 
 

@@ -220,3 +220,25 @@ def unknown_keys(value: Any, path: str = "") -> list[str]:
     if isinstance(value, list):
         return [p for i, item in enumerate(value) for p in unknown_keys(item, f"{path}[{i}]")]
     return []
+
+
+@contextlib.contextmanager
+def twilio_rest_in_thread(**options: Any) -> Iterator[Any]:
+    """The Twilio REST stand-in (simulator.twilio.rest) on its own event loop in a thread, for
+    synchronous tests (the API client, the admin) that make the product call Twilio."""
+    import threading
+
+    from simulator.twilio.rest import TwilioRestStandIn
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="twilio-rest-standin", daemon=True)
+    thread.start()
+    standin = TwilioRestStandIn(**options)
+    asyncio.run_coroutine_threadsafe(standin.start(), loop).result(10)
+    try:
+        yield standin
+    finally:
+        asyncio.run_coroutine_threadsafe(standin.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

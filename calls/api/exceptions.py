@@ -93,6 +93,19 @@ class Conflict(exceptions.APIException):
         self.details = details
 
 
+class Refused(exceptions.APIException):
+    """A service's refusal with its own status (422 a reused idempotency key, 502 Twilio
+    unreachable, 400 Twilio refusing the number...); `details` says what a client needs."""
+
+    default_detail = "The request was refused."
+    default_code = "refused"
+
+    def __init__(self, status_code: int, detail: str, *, code: str, details: Any = None) -> None:
+        super().__init__(detail=detail, code=code)
+        self.status_code = status_code
+        self.details = details
+
+
 def _details(exc: exceptions.APIException) -> Any:
     if isinstance(exc, exceptions.ValidationError):
         return exc.detail

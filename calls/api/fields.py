@@ -102,3 +102,18 @@ class QueryUUIDField(GivenMeansNotEmpty, serializers.UUIDField):
 
 class QueryStrictBooleanField(GivenMeansNotEmpty, QueryBooleanField):
     pass
+
+
+@extend_schema_field({"oneOf": [{"type": "string", "maxLength": 1000}, {"type": "number"}]})
+class ScalarField(serializers.Field):
+    """A JSON string or number (not a boolean, a list or an object): a value a prompt holds."""
+
+    default_error_messages = {"invalid": "Must be a string or a number."}
+
+    def to_internal_value(self, data: Any) -> str | int | float:
+        if isinstance(data, bool) or not isinstance(data, str | int | float):
+            self.fail("invalid")
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value

@@ -8,10 +8,12 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
 
-def call_permission_for(method: str) -> str:
+def call_permission_for(method: str, action: str | None = None) -> str:
     """Reading anything (calls, recordings, analytics, the feed) is viewing calls; writing
-    notes is changing them."""
-    return "calls.view_call" if method in SAFE_METHODS else "calls.change_call"
+    notes is changing them; placing a call (POST /api/calls) is adding one."""
+    if method in SAFE_METHODS:
+        return "calls.view_call"
+    return "calls.add_call" if action == "create" else "calls.change_call"
 
 
 class CallPermission(BasePermission):
@@ -27,6 +29,6 @@ class CallPermission(BasePermission):
         user = request.user
         if not (user and user.is_authenticated):
             return False
-        needed = call_permission_for(request.method or "GET")
+        needed = call_permission_for(request.method or "GET", getattr(view, "action", None))
         self.message = f"This needs the {needed} permission."
         return bool(user.has_perm(needed))

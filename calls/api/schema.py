@@ -12,18 +12,25 @@ _ERROR_MEANINGS = {
     400: "The request does not match the schema (a parameter, the body, or a rule between its "
     "fields the schema states); `details` names each field.",
     401: "No or bad credentials (Authorization: Token <key>, or a session).",
-    403: "Authenticated, without the model permission (calls.view_call / calls.change_call; "
-    "agents.view_agent / agents.change_agent), or a session write without its CSRF token.",
+    403: "Authenticated, without the model permission (calls.view_call / calls.change_call / "
+    "calls.add_call; agents.view_agent / agents.change_agent), or a session write without its "
+    "CSRF token.",
     404: "No such call, recording, agent or endpoint.",
     405: "Method not allowed; Allow lists the methods that are.",
     409: "Well-formed, but refused by what is stored: a slug or number another agent has, the "
     "agent's own stored settings, the one default agent; deleting an agent that answered calls "
     "(deactivate it instead) or the default agent. `details` names each field when one is to "
     "blame.",
+    422: "Well-formed, but not what it claims to be: an Idempotency-Key reused for a "
+    "different request (`details.call_id`: the call the key placed).",
     413: "The body is over the server's limit (DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB by default).",
     415: "The body is not application/json.",
     416: "The range starts past the end of the file; Content-Range: bytes */<size>.",
-    429: "Too many requests; Retry-After says when to try again.",
+    429: "Too many requests; Retry-After says when to try again. POST /api/calls also answers "
+    "429 when the agent has OUTBOUND_MAX_CONCURRENT_PER_AGENT calls in progress "
+    "(`too_many_calls`), or when Twilio does.",
+    502: "Twilio could not be reached, or refused our credentials: the call is recorded as "
+    "failed (`details.call_id`), with Twilio's code and message when it answered.",
 }
 
 # One example per status, so every documented error shows its body.
@@ -64,6 +71,16 @@ _ERROR_EXAMPLES: dict[int, dict[str, Any]] = {
         "code": "range_not_satisfiable",
         "message": "The range 'bytes=900000-' is outside the file (192044 bytes).",
         "details": {"size_bytes": 192044},
+    },
+    422: {
+        "code": "idempotency_key_reused",
+        "message": "This Idempotency-Key was used for another request: use a new key.",
+        "details": {"call_id": "2f1c8a0e-5b7d-4c3e-9a6f-0d8e7b6a5c4d"},
+    },
+    502: {
+        "code": "twilio_unavailable",
+        "message": "Twilio's REST API could not be reached: timed out",
+        "details": {"call_id": "2f1c8a0e-5b7d-4c3e-9a6f-0d8e7b6a5c4d"},
     },
     429: {
         "code": "throttled",

@@ -12,6 +12,7 @@ from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_sc
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 
+from agents.validators import validate_e164
 from calls import selectors
 from calls.api.fields import (
     GivenMeansNotEmpty,
@@ -19,6 +20,9 @@ from calls.api.fields import (
     QueryChoiceField,
     QueryStrictBooleanField,
     QueryUUIDField,
+    ScalarField,
+    StrictCharField,
+    StrictSlugField,
 )
 from calls.api.filters import (
     INVALID_PERIOD_BOUND,
@@ -176,6 +180,7 @@ CALL_FIELDS = (
     "caller",
     "agent",
     "direction",
+    "answered_by",
     "status",
     "started_at",
     "answered_at",
@@ -197,6 +202,14 @@ def _agent_field() -> CallAgentSerializer:
     )
 
 
+CALL_FIELD_HELP = {
+    "call_sid": "Twilio's CallSid; null only for an outbound call Twilio never took (failed).",
+    "caller": "The other party: who called (inbound), or the number dialled (outbound).",
+    "answered_by": "Outbound calls with machine detection: human, machine_start, "
+    "machine_end_beep / _silence / _other, fax or unknown; empty otherwise.",
+}
+
+
 class CallListSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api:call-detail")
     agent = _agent_field()
@@ -206,6 +219,7 @@ class CallListSerializer(serializers.ModelSerializer):
     class Meta:
         model = Call
         fields = (*CALL_FIELDS, "has_recording", "analytics")
+        extra_kwargs = {name: {"help_text": text} for name, text in CALL_FIELD_HELP.items()}
 
 
 class CallDetailSerializer(serializers.ModelSerializer):
@@ -243,6 +257,68 @@ class CallDetailSerializer(serializers.ModelSerializer):
             "metadata",
             "note_entries",
         )
+        extra_kwargs = {name: {"help_text": text} for name, text in CALL_FIELD_HELP.items()}
+
+
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "A reminder call",
+            value={
+                "to": "+15550009999",
+                "agent": "reminders",
+                "context": {"name": "Ada", "appointment": "Tuesday at 10:00"},
+                "machine_detection": "voicemail",
+                "voicemail_message": "Hi {name}, a reminder of your appointment on "
+                "{appointment}. Call us back to change it.",
+            },
+            request_only=True,
+        )
+    ]
+)
+class OutboundCallSerializer(serializers.Serializer):
+    """POST /api/calls: the agent dials a number (telephony.outbound)."""
+
+    to = StrictCharField(
+        max_length=16,
+        validators=[validate_e164],
+        help_text="The number to call, E.164 (+15550009999).",
+    )
+    agent = StrictSlugField(
+        required=False, max_length=64, help_text="The agent's slug (default: the default agent)."
+    )
+    from_ = StrictCharField(
+        required=False,
+        max_length=16,
+        validators=[validate_e164],
+        help_text="Caller id, one of our numbers (default: the agent's first number, else "
+        "TWILIO_PHONE_NUMBER).",
+    )
+    context = serializers.DictField(
+        child=ScalarField(),
+        required=False,
+        help_text="Values for {placeholders} in the agent's instructions, greeting and the "
+        "voicemail message (strings or numbers; every placeholder needs one); kept in the "
+        "call's metadata.",
+    )
+    machine_detection = serializers.ChoiceField(
+        choices=("hangup", "voicemail", "off"),
+        default="hangup",
+        help_text="Answering machine detection: hangup (a machine is hung up on), voicemail (the "
+        "agent leaves voicemail_message after the beep), off (the agent speaks at once).",
+    )
+    voicemail_message = StrictCharField(
+        required=False,
+        allow_blank=True,
+        max_length=1000,
+        help_text="What the agent says to a machine (default: its greeting).",
+    )
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # `from` is a Python keyword: the field is declared as from_ and named `from` on the wire.
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")
+        return fields
 
 
 class RecordingQuerySerializer(serializers.Serializer):
@@ -351,8 +427,18 @@ class SentimentCountsSerializer(serializers.Serializer):
     unknown = serializers.IntegerField(help_text="Not scored (yet).")
 
 
+class CallsByDirectionSerializer(serializers.Serializer):
+    inbound = serializers.IntegerField(help_text="Calls to our numbers.")
+    outbound = serializers.IntegerField(
+        help_text="Calls we placed (direction outbound-api or outbound-dial)."
+    )
+
+
 class AnalyticsMeasuresSerializer(serializers.Serializer):
     calls = serializers.IntegerField()
+    calls_by_direction = CallsByDirectionSerializer(
+        help_text="The calls split by direction: inbound + outbound = calls."
+    )
     completed = serializers.IntegerField()
     failed = serializers.IntegerField(help_text="Twilio status failed.")
     unanswered = serializers.IntegerField(help_text="busy, no-answer or canceled.")

@@ -12,17 +12,20 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, Throttled
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.throttling import BaseThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
 from calls import selectors, services
+from calls.api.exceptions import Refused
 from calls.api.filters import CallFilter, StrictOrderingFilter
 from calls.api.pagination import CallPagination
 from calls.api.recordings import recording_response
-from calls.api.schema import error_responses
+from calls.api.schema import error_example, error_responses
 from calls.api.serializers import (
     AnalyticsQuerySerializer,
     AnalyticsReportSerializer,
@@ -30,9 +33,11 @@ from calls.api.serializers import (
     CallListSerializer,
     CallNotesSerializer,
     NoteCreateSerializer,
+    OutboundCallSerializer,
     RecordingQuerySerializer,
 )
 from calls.models import Call
+from telephony.outbound import OutboundCall, OutboundRefused, outbound_call_place
 
 UUID_PATTERN = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 
@@ -89,8 +94,40 @@ NOTES_EXAMPLE = OpenApiExample(
 )
 
 
+IDEMPOTENCY_KEY_MAX = 255
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    {"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX},
+    OpenApiParameter.HEADER,
+    description="Any unique string (at most 255 characters, e.g. a UUID): a retry with the same "
+    "key, from the same user, within OUTBOUND_IDEMPOTENCY_TTL_S, returns the call the first "
+    "request placed (Idempotent-Replayed: true) instead of dialling again.",
+)
+
+
+class OutboundCallThrottle(UserRateThrottle):
+    """POST /api/calls dials phones: its own per-user rate (API_THROTTLE_OUTBOUND_CALLS)."""
+
+    scope = "outbound_calls"
+
+
+def _refused(exc: OutboundRefused) -> Exception:
+    """The service's refusal in the API's error shape."""
+    if exc.status == 400 and exc.field and exc.code in ("invalid", "invalid_e164"):
+        return serializers.ValidationError({exc.field: [str(exc)]})
+    if exc.status == 404:
+        return NotFound(str(exc))
+    if exc.status == 429 and exc.retry_after_s is not None:
+        return Throttled(wait=exc.retry_after_s, detail=str(exc), code=exc.code)
+    details = dict(exc.details)
+    if exc.field:
+        details["field"] = exc.field
+    return Refused(exc.status, str(exc), code=exc.code, details=details or None)
+
+
 class CallViewSet(viewsets.ReadOnlyModelViewSet):
-    """Calls, newest first, with their transcripts, recordings, analytics and notes."""
+    """Calls, newest first, with their transcripts, recordings, analytics and notes; POST
+    places an outbound call."""
 
     lookup_value_regex = UUID_PATTERN
     pagination_class = CallPagination
@@ -108,7 +145,13 @@ class CallViewSet(viewsets.ReadOnlyModelViewSet):
         return Call.objects.all()
 
     def get_serializer_class(self) -> type[serializers.BaseSerializer]:
-        return CallDetailSerializer if self.action == "retrieve" else CallListSerializer
+        return CallDetailSerializer if self.action in ("retrieve", "create") else CallListSerializer
+
+    def get_throttles(self) -> list[BaseThrottle]:
+        throttles = super().get_throttles()
+        if self.action == "create":
+            throttles.append(OutboundCallThrottle())
+        return throttles
 
     def filter_queryset(self, queryset: QuerySet[Call]) -> QuerySet[Call]:
         # The list's filters must not turn /calls/<id>?status=... into a 404.
@@ -136,6 +179,81 @@ class CallViewSet(viewsets.ReadOnlyModelViewSet):
     )
     def retrieve(self, request: Request, *args: object, **kwargs: object) -> Response:
         return super().retrieve(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Place an outbound call: the agent dials a number",
+        request=OutboundCallSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            201: OpenApiResponse(
+                CallDetailSerializer,
+                description="The call, queued with Twilio (its call_sid set). It then moves "
+                "through ringing and in-progress to its end, as GET /api/calls/{id} shows.",
+            ),
+            **error_responses(
+                400,
+                401,
+                403,
+                404,
+                413,
+                415,
+                422,
+                429,
+                502,
+                examples={
+                    400: [
+                        error_example(400),
+                        OpenApiExample(
+                            "twilio_refused",
+                            value={
+                                "error": {
+                                    "code": "twilio_refused",
+                                    "message": "Twilio refused the call (400, code 21211): The "
+                                    "phone number you are attempting to call, +15005550001, is "
+                                    "not valid.",
+                                    "details": {
+                                        "call_id": "2f1c8a0e-5b7d-4c3e-9a6f-0d8e7b6a5c4d",
+                                        "twilio_status": 400,
+                                        "twilio_code": 21211,
+                                        "twilio_message": "The phone number you are "
+                                        "attempting to call, +15005550001, is not valid.",
+                                    },
+                                }
+                            },
+                            response_only=True,
+                        ),
+                    ]
+                },
+            ),
+        },
+    )
+    def create(self, request: Request, *args: object, **kwargs: object) -> Response:
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if len(key) > IDEMPOTENCY_KEY_MAX:
+            raise serializers.ValidationError(
+                {"Idempotency-Key": [f"At most {IDEMPOTENCY_KEY_MAX} characters."]}
+            )
+        body = OutboundCallSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        outbound = OutboundCall(
+            to=data["to"],
+            agent=data.get("agent", ""),
+            from_=data.get("from", ""),
+            context=data.get("context", {}),
+            machine_detection=data["machine_detection"],
+            voicemail_message=data.get("voicemail_message", ""),
+        )
+        try:
+            placed = outbound_call_place(outbound, user=request.user, idempotency_key=key)
+        except OutboundRefused as exc:
+            raise _refused(exc) from None
+        call = selectors.call_detail_list().get(pk=placed.call.pk)
+        headers = {"Location": reverse("api:call-detail", args=[call.pk], request=request)}
+        if placed.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        data = CallDetailSerializer(call, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_201_CREATED, headers=headers)
 
     @extend_schema(
         summary="Stream a recording (WAV), with Range support",

@@ -70,20 +70,39 @@ def test_the_stream_claim_hands_over_the_snapshot(make_agent) -> None:
     agent = make_agent()
     snapshot = snapshot_of(agent)
     call = services.call_create(params=PARAMS, agent=agent, agent_snapshot=snapshot)
-    assert services.call_stream_claim(call_id=str(call.pk), stream_sid="MZ1") == snapshot
+    assert (
+        services.call_stream_claim(call_id=str(call.pk), stream_sid="MZ1", call_sid=call.call_sid)
+        == snapshot
+    )
     call.refresh_from_db()
     assert call.stream_sid == "MZ1"
     # A second stream for the same call is refused.
-    assert services.call_stream_claim(call_id=str(call.pk), stream_sid="MZ2") is None
+    assert (
+        services.call_stream_claim(call_id=str(call.pk), stream_sid="MZ2", call_sid=call.call_sid)
+        is None
+    )
 
 
 def test_the_stream_claim_of_a_call_without_snapshot_is_an_empty_dict() -> None:
     call = services.call_create(params=PARAMS)
-    assert services.call_stream_claim(call_id=str(call.pk), stream_sid="MZ1") == {}
+    assert (
+        services.call_stream_claim(call_id=str(call.pk), stream_sid="MZ1", call_sid=call.call_sid)
+        == {}
+    )
 
 
 def test_the_stream_claim_is_refused_for_a_call_over_or_missing(make_call) -> None:
     over = make_call(status=CallStatus.COMPLETED)
-    assert services.call_stream_claim(call_id=str(over.pk), stream_sid="MZ1") is None
+    assert (
+        services.call_stream_claim(call_id=str(over.pk), stream_sid="MZ1", call_sid=over.call_sid)
+        is None
+    )
     missing = "00000000-0000-0000-0000-000000000000"
-    assert services.call_stream_claim(call_id=missing, stream_sid="MZ1") is None
+    assert services.call_stream_claim(call_id=missing, stream_sid="MZ1", call_sid="CA1") is None
+
+
+def test_the_stream_claim_is_refused_for_another_twilio_call(make_agent) -> None:
+    call = services.call_create(params=PARAMS, agent=make_agent(), agent_snapshot={})
+    assert (
+        services.call_stream_claim(call_id=str(call.pk), stream_sid="MZ1", call_sid="CA2") is None
+    )

@@ -78,6 +78,7 @@ def test_totals_over_the_period(api, week_of_calls) -> None:
         "latency_ms_avg": 500.0,
         "latency_ms_p95": 600.0,
         "interruptions_per_call": pytest.approx(2 / 3),
+        "calls_by_direction": {"inbound": 4, "outbound": 0},
         "sentiment": {"positive": 1, "neutral": 0, "negative": 1, "unknown": 2},
         "caller_talk_s": 70.0,
         "agent_talk_s": 90.0,

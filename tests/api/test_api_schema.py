@@ -11,6 +11,7 @@ pytestmark = pytest.mark.django_db
 
 OPERATIONS = {
     ("/api/calls", "get"),
+    ("/api/calls", "post"),
     ("/api/calls/{id}", "get"),
     ("/api/calls/{id}/recording", "get"),
     ("/api/calls/{id}/notes", "post"),
@@ -104,7 +105,7 @@ def test_responses_and_errors_are_described(schema) -> None:
 
 
 # Every status each operation can answer (400 schema-invalid; 404 no such id or, for the call
-# list, no such agent; 409 a conflict with what is stored; 413/415 a body too large or not
+# list, no such agent; 422 an idempotency key reused; 502 Twilio down; 409 a conflict with what is stored; 413/415 a body too large or not
 # JSON; 416 a range past the end; 429 throttled; 401/403 who may).
 STATUSES = {
     ("/api/agents", "get"): {"200", "400", "401", "403", "429"},
@@ -115,6 +116,9 @@ STATUSES = {
     },
     ("/api/agents/{slug}", "delete"): {"204", "401", "403", "404", "409", "429"},
     ("/api/calls", "get"): {"200", "400", "401", "403", "404", "429"},
+    ("/api/calls", "post"): {
+        "201", "400", "401", "403", "404", "413", "415", "422", "429", "502",
+    },
     ("/api/calls/{id}", "get"): {"200", "401", "403", "404", "429"},
     ("/api/calls/{id}/recording", "get"): {
         "200", "206", "400", "401", "403", "404", "416", "429",
