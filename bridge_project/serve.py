@@ -119,8 +119,22 @@ def rest_standin_port(env: Mapping[str, str]) -> tuple[int, str]:
 
 def start_rest_standin(env: dict[str, str]) -> subprocess.Popen[bytes]:
     port, note = rest_standin_port(env)
+    # The stand-in dials the calls the server creates back to this server: its real address
+    # (main() has set PORT) and the public URL its TwiML and callbacks are built on.
+    server_url = f"http://127.0.0.1:{env.get('PORT', DEFAULT_PORT)}"
+    public_base_url = env.get("PUBLIC_BASE_URL", "").strip() or server_url
     process = subprocess.Popen(
-        [sys.executable, "-m", "simulator.twilio.rest", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "simulator.twilio.rest",
+            "--port",
+            str(port),
+            "--server-url",
+            server_url,
+            "--public-base-url",
+            public_base_url,
+        ],
         cwd=BASE_DIR,
         env=env,
     )

@@ -59,7 +59,8 @@ class Call(models.Model):
     account_sid = models.CharField(max_length=64, blank=True, default="")
     caller = models.CharField(max_length=64, blank=True, default="")
     # Who answered, and what the model was told: the configuration as it was when the call
-    # came in (realtime.configuration.agent_snapshot: {"version", "agent", "session"}), so
+    # came in (realtime.configuration.agent_snapshot: {"version", "agent", "session"}, plus
+    # "outbound" for a call we placed: telephony.outbound), so
     # editing the agent later never rewrites what this call was told. PROTECT: an agent that
     # answered calls is deactivated, not deleted. A call without an agent (none configured,
     # or from before agents existed) keeps the number dialled in metadata.custom.

@@ -74,7 +74,9 @@ def test_main_starts_both_stand_ins_and_points_the_server_at_them(
     assert serve.main(["--server", "uvicorn", "--port", "8123"]) == 0
     realtime, rest, server = started
     assert realtime[0][1:] == ["-m", "simulator.openai.standin", "--port", "18765"]
-    assert rest[0][1:] == ["-m", "simulator.twilio.rest", "--port", "18766"]
+    assert rest[0][1:5] == ["-m", "simulator.twilio.rest", "--port", "18766"]
+    # It dials outbound calls back to this server.
+    assert rest[0][5:7] == ["--server-url", "http://127.0.0.1:8123"]
     assert server[1]["OPENAI_REALTIME_URL"] == "ws://127.0.0.1:18765/v1/realtime"
     assert server[1]["TWILIO_API_BASE_URL"] == "http://127.0.0.1:18766"
     assert stopped == ["simulator.openai.standin", "simulator.twilio.rest"]

@@ -233,7 +233,8 @@ class CallDetailSerializer(serializers.ModelSerializer):
     agent_snapshot = serializers.JSONField(
         read_only=True,
         help_text='What the model was told, as it was when the call came in: {"version", '
-        '"agent": the configuration, "session": the session.update sent}; {} without an agent.',
+        '"agent": the configuration, "session": the session.update sent}, and for an outbound '
+        'call "outbound": {"machine_detection", "voicemail_message"}; {} without an agent.',
     )
     transcripts = TranscriptSerializer(many=True, read_only=True)
     tool_calls = ToolCallSerializer(

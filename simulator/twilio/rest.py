@@ -13,7 +13,13 @@ CallInstance) have it:
   ignored (documented). `StatusCallbackEvent` may repeat (initiated, ringing, answered,
   completed); methods are GET or POST; `MachineDetection` is Enable or DetectMessageEnd,
   `AsyncAmd` true or false; inline TwiML is at most 4,000 characters. The call is `queued`,
-  direction `outbound-api`; nothing is dialled (`set_status` moves it on, for tests).
+  direction `outbound-api`. Without `dial_out` nothing is dialled (`set_status` moves it on,
+  for tests). With `dial_out=DialOut(server_url=..., public_base_url=...)` (CLI
+  `--server-url`, `--public-base-url`) it is dialled as Twilio dials it, in a background task
+  per call (simulator.twilio.callee): signed status callbacks for the `StatusCallbackEvent`s,
+  ringing, the callee plan's answer, the TwiML's media stream with this CallSid, answering
+  machine detection and its async callback; a hang-up or redirect of the live call ends its
+  stream as Twilio ends it.
 * `POST .../Calls/{CallSid}.json` updates a call (200): `Status=completed` hangs it up whatever
   its state (a call never answered ends `canceled`), `Status=canceled` ends only a queued or
   ringing call (documented: an in-progress call is not affected); `Twiml` or `Url` (+ `Method`)
@@ -42,9 +48,17 @@ For tests, beside Twilio's API:
   redirect with its TwiML or URL), what the simulated caller polls to act as Twilio does;
   `GET /_simulator/requests` lists the recorded API requests (`?CallSid=` filters);
   `POST /_simulator/faults` (`Status`, `Count`, `RetryAfter`, `Code`, `Message`) arms a fault.
+* outbound calls (with dial_out): who answers a number, `plan_callee(to, CalleePlan(...))` in
+  this process (a human by default), or `POST /_simulator/callees` (form `To`, `AnsweredBy`
+  human|machine|busy|no-answer|failed, optional `RingSeconds`, `MaxRecordingSeconds`;
+  `GET` lists the plans and `dial_out`, the server dialled or null); the outcome of a leg is
+  `legs[CallSid]` (`await wait_leg(CallSid)` once it is over: callbacks sent and what they were
+  answered, the AMD answer, the message left on a machine, `ended_by`), and
+  `GET /_simulator/calls/{CallSid}` shows it under `outbound`.
   Nothing under /_simulator/ is recorded or faulted, and none of it is Twilio's.
 
-Run standalone: `python -m simulator.twilio.rest --port 8766`.
+Run standalone: `python -m simulator.twilio.rest --port 8766 [--server-url http://127.0.0.1:8000
+--public-base-url https://bridge.example.test]`.
 """
 
 from __future__ import annotations
@@ -71,6 +85,7 @@ import orjson
 
 from bridge_project.config import STANDIN_ACCOUNT_SID, STANDIN_AUTH_TOKEN
 from simulator.observed import Observed
+from simulator.twilio.callee import Callee, CalleePlan, DialOut, OutboundLeg
 
 DEFAULT_PORT = 8766
 API_VERSION = "2010-04-01"
@@ -601,8 +616,14 @@ class TwilioRestStandIn(Observed):
         port: int = 0,
         accounts: Mapping[str, str | Sequence[str]] | None = None,
         owned_numbers: Sequence[str] | None = None,
+        dial_out: DialOut | None = None,
     ) -> None:
         self.host = host
+        # Where the server is: with it, a created call is dialled (simulator.twilio.callee).
+        self.dial_out = dial_out
+        self.callee_plans: dict[str, CalleePlan] = {}
+        self.legs: dict[str, OutboundLeg] = {}
+        self._leg_tasks: set[asyncio.Task[OutboundLeg]] = set()
         self.requested_port = port
         chosen = accounts if accounts is not None else {STANDIN_ACCOUNT_SID: STANDIN_AUTH_TOKEN}
         self.accounts: dict[str, tuple[str, ...]] = {
@@ -656,6 +677,33 @@ class TwilioRestStandIn(Observed):
 
     def creates(self) -> list[RecordedRequest]:
         return [r for r in self.api_requests("POST") if r.path.endswith("/Calls.json")]
+
+    # --- outbound calls (with dial_out) ----------------------------------------------------------
+
+    def plan_callee(self, to_number: str, plan: CalleePlan) -> None:
+        """How the party at `to_number` answers the calls dialled to it from now on (a human,
+        when no plan names the number)."""
+        self.callee_plans[to_number] = plan
+
+    def leg(self, call_sid: str) -> OutboundLeg:
+        """The outbound leg of a created call, as the callee side lived it (with dial_out)."""
+        return self.legs[call_sid]
+
+    async def wait_leg(self, call_sid: str, deadline_s: float = 30.0) -> OutboundLeg:
+        """The leg once it is over: the final callback sent, the stream closed."""
+        await self.wait_until(
+            lambda: call_sid in self.legs and self.legs[call_sid].done.is_set(), deadline_s
+        )
+        return self.legs[call_sid]
+
+    def _dial(self, call: StandInCall) -> None:
+        assert self.dial_out is not None
+        plan = self.callee_plans.get(call.to, CalleePlan())
+        callee = Callee(self, call, plan, self.dial_out)
+        self.legs[call.sid] = callee.leg
+        task = asyncio.get_running_loop().create_task(callee.run())
+        self._leg_tasks.add(task)
+        task.add_done_callback(self._leg_tasks.discard)
 
     # --- the calls Twilio knows of without the REST API -----------------------------------------
 
@@ -728,6 +776,11 @@ class TwilioRestStandIn(Observed):
         server, self._server = self._server, None
         if server is None:
             return
+        # The legs first: each ends its media stream as a call going down does.
+        for task in list(self._leg_tasks):
+            task.cancel()
+        if self._leg_tasks:
+            await asyncio.wait(list(self._leg_tasks), timeout=10.0)
         server.close()
         # Abort the open connections (keep-alive ones idle in a read) so their handlers end on
         # a closed stream; cancelling them instead makes asyncio's stream callback log noise.
@@ -902,6 +955,8 @@ class TwilioRestStandIn(Observed):
             params=form,
         )
         self.calls[call.sid] = call
+        if self.dial_out is not None:
+            self._dial(call)
         return json_response(201, call.resource())
 
     def _list(self, account_sid: str, path: str) -> HttpResponse:
@@ -965,6 +1020,11 @@ class TwilioRestStandIn(Observed):
         try:
             if rest == "calls" and request.method == "POST":
                 return self._sim_register(form)
+            if rest == "callees" and request.method == "POST":
+                return self._sim_callee(form)
+            if rest == "callees" and request.method == "GET":
+                plans = {to: plan.to_json() for to, plan in self.callee_plans.items()}
+                return json_response(200, {"callees": plans, "dial_out": self._dial_out_url()})
             if rest.startswith("calls/"):
                 return self._sim_call(request.method, rest.removeprefix("calls/"), form)
             if rest == "requests" and request.method == "GET":
@@ -995,7 +1055,27 @@ class TwilioRestStandIn(Observed):
             return json_response(404, {"error": f"no call {sid}"})
         if method == "POST":
             self.set_status(sid, form["Status"][0])
-        return json_response(200, self.calls[sid].view())
+        view = self.calls[sid].view()
+        if sid in self.legs:
+            view["outbound"] = self.legs[sid].view()
+        return json_response(200, view)
+
+    def _sim_callee(self, form: Mapping[str, list[str]]) -> HttpResponse:
+        ring = _first(form, "RingSeconds")
+        recording = _first(form, "MaxRecordingSeconds")
+        plan = CalleePlan(
+            answered_by=_first(form, "AnsweredBy") or "human",
+            ring_s=float(ring) if ring else 1.0,
+            max_recording_s=float(recording) if recording else 60.0,
+        )
+        self.plan_callee(form["To"][0], plan)
+        return json_response(
+            201, {"to": form["To"][0], **plan.to_json(), "dial_out": self._dial_out_url()}
+        )
+
+    def _dial_out_url(self) -> str | None:
+        """Where created calls are dialled (None: they are not), for a client to check."""
+        return self.dial_out.server_url if self.dial_out is not None else None
 
     def _sim_fault(self, form: Mapping[str, list[str]]) -> HttpResponse:
         retry = _first(form, "RetryAfter")
@@ -1010,16 +1090,21 @@ class TwilioRestStandIn(Observed):
         return json_response(201, {"status": fault.status, "count": fault.remaining})
 
 
-async def serve_forever(host: str, port: int) -> None:
+async def serve_forever(host: str, port: int, dial_out: DialOut | None = None) -> None:
     """Run a stand-in until SIGINT or SIGTERM (what `make run` starts in development)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with TwilioRestStandIn(host=host, port=port) as standin:
+    async with TwilioRestStandIn(host=host, port=port, dial_out=dial_out) as standin:
+        dials = (
+            f"; created calls are dialled to {dial_out.server_url}"
+            if dial_out is not None
+            else "; created calls are not dialled (no --server-url)"
+        )
         print(
             f"Twilio REST stand-in listening on {standin.url} (account {STANDIN_ACCOUNT_SID}, "
-            "not Twilio)",
+            f"not Twilio){dials}",
             flush=True,
         )
         await stop.wait()
@@ -1029,8 +1114,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Local stand-in for Twilio's REST API (Calls).")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument(
+        "--server-url",
+        help="dial created calls to the server at this real address (http://127.0.0.1:PORT)",
+    )
+    parser.add_argument(
+        "--public-base-url",
+        help="the server's PUBLIC_BASE_URL, mapped onto --server-url (default: --server-url)",
+    )
     args = parser.parse_args(argv)
-    asyncio.run(serve_forever(args.host, args.port))
+    if args.public_base_url and not args.server_url:
+        parser.error("--public-base-url needs --server-url")
+    dial_out = (
+        DialOut(server_url=args.server_url, public_base_url=args.public_base_url)
+        if args.server_url
+        else None
+    )
+    asyncio.run(serve_forever(args.host, args.port, dial_out))
     return 0
 
 

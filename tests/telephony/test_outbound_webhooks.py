@@ -140,3 +140,11 @@ def test_the_call_id_cannot_take_over_another_calls_sid(client, outbound_call, m
     outbound_call.refresh_from_db()
     assert (other.call_sid, other.status) == ("CA" + "e" * 32, CallStatus.IN_PROGRESS)
     assert outbound_call.call_sid is None
+
+
+def test_an_unsigned_status_callback_is_refused(client: Client, outbound_call: Call) -> None:
+    path = f"/twilio/call-status?call={outbound_call.pk}"
+    response = client.post(path, status("completed", 3), HTTP_X_TWILIO_SIGNATURE="bogus")
+    assert response.status_code == 403
+    outbound_call.refresh_from_db()
+    assert (outbound_call.status, outbound_call.call_sid) == (CallStatus.QUEUED, None)

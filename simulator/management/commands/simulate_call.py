@@ -40,6 +40,15 @@ same database as this command (the default in development), the command then wai
 call to be finalized and prints the server's record beside what the caller saw: the transcript
 (interrupted and inaudible lines marked), the latency the server measured, and the cost of the
 usage the model reported. The admin page has the rest.
+
+Outbound, `--outbound --to +15550009999 [--answered-by human|machine|busy|no-answer|failed]
+[--agent slug] [--machine-detection hangup|voicemail|off] [--voicemail-message TEXT]`: the
+agent dials out, with no credentials. The command plans the callee at the Twilio REST stand-in
+(`POST /_simulator/callees`; `make run` starts it dialling back to the server), places the call
+through the product's own `POST /api/calls` with a DRF token of a dedicated user `simulator`
+(made here, with calls.add_call and calls.view_call), then follows the call at the stand-in
+(`/_simulator/calls/{CallSid}`) and at the server (`GET /api/calls/{id}`) until it is over, and
+prints its status, answered_by, end_reason, transcript and, for a machine, the message left.
 """
 
 from __future__ import annotations
@@ -59,15 +68,19 @@ from urllib.parse import urlsplit
 
 import orjson
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
+from rest_framework.authtoken.models import Token
 
 from agents.selectors import agent_by_slug, agent_choices, agent_first_number
 from calls.models import Call
 from simulator import scenarios
 from simulator.openai.standin import DEFAULT_PORT, RealtimeStandIn
 from simulator.twilio import rest
+from simulator.twilio.callee import OUTCOMES, DialOut
 from simulator.twilio.caller import CallReport, SimulatedTwilioCaller, WebhookRejected
 from simulator.twilio.rest import TwilioRestStandIn
 from simulator.twilio.script import Step, standard_call, timed_call
@@ -77,6 +90,14 @@ DEFAULT_REALTIME_HOST = "api.openai.com"
 RECORD_WAIT_S = 20.0
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 STATUS_CALLBACK_PATH = "/twilio/call-status"
+# Outbound: the number dialled by default, the API user the command acts as, and how long
+# it follows a call (ringing, AMD, the conversation or the message, the server's wrap-up).
+DEFAULT_OUTBOUND_TO = "+15550009999"
+SIMULATOR_USER = "simulator"
+SIMULATOR_PERMISSIONS = ("add_call", "view_call")
+OUTBOUND_LIMIT_S = 150.0
+OUTBOUND_POLL_S = 0.5
+FINAL_CALL_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 
 
 def standin_port_setting() -> int:
@@ -181,11 +202,36 @@ class Command(BaseCommand):
             choices=sorted(scenarios.SCENARIOS),
             help="show a tool end to end with a demo agent (development only)",
         )
+        outbound = parser.add_argument_group("outbound (--outbound: the agent dials out)")
+        outbound.add_argument(
+            "--outbound",
+            action="store_true",
+            help="place an outbound call through POST /api/calls and follow it",
+        )
+        outbound.add_argument("--to", default=DEFAULT_OUTBOUND_TO, help="the number dialled")
+        outbound.add_argument(
+            "--answered-by",
+            choices=OUTCOMES,
+            default="human",
+            help="who answers at the stand-in (default: human)",
+        )
+        outbound.add_argument(
+            "--machine-detection",
+            choices=("hangup", "voicemail", "off"),
+            help="the API's machine_detection (default: the API's)",
+        )
+        outbound.add_argument("--voicemail-message", help="what the agent leaves a machine")
+        outbound.add_argument(
+            "--ring-seconds", type=float, default=1.0, help="how long the callee's phone rings"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         # The summary is the output; per-connection lines of the stand-in's server are noise.
         logging.getLogger("websockets").setLevel(logging.WARNING)
         url = (options["url"] or f"http://127.0.0.1:{settings.PORT}").rstrip("/")
+        if options["outbound"]:
+            self._outbound(url, options)
+            return
         options["webhook_port"] = None
         if options["scenario"]:
             options["agent"] = self._scenario_agent(options)
@@ -448,6 +494,141 @@ class Command(BaseCommand):
                 f"{tool_call.start_ms / 1000:.2f} s: {tool_call.arguments} -> {tool_call.output}"
             )
 
+    # --- outbound: the agent dials out ------------------------------------------------------------
+
+    def _outbound(self, url: str, options: dict[str, Any]) -> None:
+        """Plan the callee, place the call through POST /api/calls, follow it, summarise."""
+        if options["scenario"]:
+            raise CommandError("--scenario is for inbound calls: leave it out with --outbound")
+        self._check_server(url)
+        token = _api_token()
+        body: dict[str, Any] = {"to": options["to"]}
+        if options["agent"]:
+            body["agent"] = options["agent"]
+        if options["machine_detection"]:
+            body["machine_detection"] = options["machine_detection"]
+        if options["voicemail_message"] is not None:
+            body["voicemail_message"] = options["voicemail_message"]
+        asyncio.run(self._outbound_call(url, options, token, body))
+
+    async def _outbound_call(
+        self, url: str, options: dict[str, Any], token: str, body: dict[str, Any]
+    ) -> None:
+        rest_url, rest_standin = self._rest_standin(options["twilio_rest_url"])
+        if rest_url is None:
+            raise CommandError(
+                "no Twilio REST stand-in to dial the call: start the server with `make run` "
+                "(no TWILIO_ACCOUNT_SID) or pass --twilio-rest-url"
+            )
+        if rest_standin is not None:
+            # Run here for the call: it dials back to the server it serves.
+            rest_standin.dial_out = DialOut(url, public_base_url=options["public_base_url"])
+        async with contextlib.AsyncExitStack() as running:
+            if rest_standin is not None:
+                try:
+                    await running.enter_async_context(rest_standin)
+                except OSError as exc:
+                    raise CommandError(
+                        f"cannot run a Twilio REST stand-in at {rest_url}: {exc}"
+                    ) from None
+                self.stdout.write(f"Twilio REST stand-in running at {rest_standin.url}.")
+            await asyncio.to_thread(self._plan_callee, rest_url, options)
+            agent = f" (agent {body['agent']})" if "agent" in body else ""
+            self.stdout.write(
+                f"Placing an outbound call to {body['to']}{agent} through {url}/api/calls; "
+                f"the stand-in answers as: {options['answered_by']} ..."
+            )
+            call = await asyncio.to_thread(_place_call, url, token, body)
+            self.stdout.write(
+                f"  call {call['id']} queued (CallSid {call.get('call_sid')}, {call['status']})"
+            )
+            leg, record = await self._follow(url, rest_url, token, call)
+        self._summarise_outbound(url, call, leg, record)
+
+    def _plan_callee(self, rest_url: str, options: dict[str, Any]) -> None:
+        form = {
+            "To": options["to"],
+            "AnsweredBy": options["answered_by"],
+            "RingSeconds": f"{options['ring_seconds']:g}",
+        }
+        try:
+            status, answer = _sim_request(rest_url, "POST", "callees", form)
+        except OSError as exc:
+            raise CommandError(
+                f"the Twilio REST stand-in at {rest_url} is not reachable: {exc}"
+            ) from None
+        if status != 201:
+            raise CommandError(f"the stand-in refused the callee plan ({status}): {answer}")
+        if not answer.get("dial_out"):
+            raise CommandError(
+                f"the Twilio REST stand-in at {rest_url} does not dial out (it was started "
+                "without --server-url): restart the server with `make run`"
+            )
+
+    async def _follow(
+        self, url: str, rest_url: str, token: str, call: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Poll the stand-in's leg and the server's record until both are over (or the time
+        limit): print each status callback as the stand-in sends it."""
+        call_sid = call.get("call_sid")
+        leg: dict[str, Any] = {}
+        record = call
+        shown = 0
+        deadline = time.monotonic() + OUTBOUND_LIMIT_S
+        leg_done_at: float | None = None
+        while time.monotonic() < deadline:
+            if call_sid:
+                leg = await asyncio.to_thread(_leg_view, rest_url, call_sid) or leg
+            callbacks = (leg.get("outbound") or {}).get("callbacks", [])
+            for callback in callbacks[shown:]:
+                self.stdout.write(f"  {_describe_callback(callback)}")
+            shown = len(callbacks)
+            record = await asyncio.to_thread(_call_record, url, token, call["id"]) or record
+            leg_done = not call_sid or (leg.get("outbound") or {}).get("done", False)
+            if leg_done and leg_done_at is None:
+                leg_done_at = time.monotonic()
+            server_done = record.get("status") in FINAL_CALL_STATUSES and bool(
+                record.get("ended_at")
+            )
+            if leg_done and server_done:
+                break
+            # The server finishes a call after its end (transcription, recording): not forever.
+            if leg_done_at is not None and time.monotonic() - leg_done_at > RECORD_WAIT_S:
+                self.stdout.write(self.style.WARNING("  the server has not closed the call"))
+                break
+            await asyncio.sleep(OUTBOUND_POLL_S)
+        else:
+            self.stdout.write(self.style.WARNING(f"  stopped following after {OUTBOUND_LIMIT_S}s"))
+        return leg, record
+
+    def _summarise_outbound(
+        self, url: str, call: dict[str, Any], leg: dict[str, Any], record: dict[str, Any]
+    ) -> None:
+        out = self.stdout.write
+        outbound = leg.get("outbound") or {}
+        out("")
+        out(f"Outbound call {record.get('id', call['id'])}  CallSid {record.get('call_sid')}")
+        out(f"  status:       {record.get('status')}")
+        out(f"  answered_by:  {record.get('answered_by') or '-'}")
+        out(f"  end_reason:   {record.get('end_reason') or '-'}")
+        if outbound:
+            out(
+                f"  at the stand-in: {leg.get('status')}, AMD said "
+                f"{outbound.get('answered_by') or '-'}, ended by {outbound.get('ended_by')}"
+            )
+            if outbound.get("plan", {}).get("answered_by") == "machine":
+                out(f"  message left on the machine: {outbound.get('message_ms', 0) / 1000:.2f} s")
+            for error in outbound.get("errors", [])[:5]:
+                out(self.style.WARNING(f"  stand-in: {error}"))
+        lines = record.get("transcripts") or []
+        out(f"  transcript ({len(lines)} lines):")
+        for line in lines:
+            marks = " [interrupted]" if line.get("interrupted") else ""
+            marks += " [inaudible]" if line.get("inaudible") else ""
+            start = (line.get("start_ms") or 0) / 1000
+            out(f"    {start:6.2f} s  {line.get('speaker', ''):<6} {line.get('text', '')}{marks}")
+        out(f"  the call in the admin: {url}/admin/calls/call/{call['id']}/change/")
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -479,3 +660,109 @@ def _finished_call(call_id: str, wait_s: float) -> Call | None:
             return call
         time.sleep(0.25)
     return None
+
+
+# --- outbound helpers (HTTP to the server's API and the stand-in's /_simulator/) ---------------
+
+
+def _api_token() -> str:
+    """The DRF token of the dedicated `simulator` user, made with just the permissions an
+    outbound call needs (calls.add_call, calls.view_call)."""
+    try:
+        user, _ = get_user_model().objects.get_or_create(username=SIMULATOR_USER)
+        permissions = Permission.objects.filter(
+            content_type__app_label="calls", codename__in=SIMULATOR_PERMISSIONS
+        )
+        user.user_permissions.add(*permissions)
+        token, _ = Token.objects.get_or_create(user=user)
+    except DatabaseError as exc:
+        raise CommandError(f"cannot make the API user ({exc}): run `manage.py migrate`") from None
+    return str(token.key)
+
+
+def _json_request(
+    url: str, method: str, *, token: str | None = None, body: Any = None
+) -> tuple[int, Any]:
+    """(status, JSON answer) of one request to the server's API; OSError if unreachable."""
+    data = orjson.dumps(body) if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310
+    request.add_header("Accept", "application/json")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Token {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=15) as answer:  # noqa: S310
+            return answer.status, _loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, _loads(error.read())
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {"error": {"code": "not_json", "message": raw[:300].decode("utf-8", "replace")}}
+
+
+def _place_call(url: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST /api/calls: the call (201), else CommandError with the API's code and message."""
+    try:
+        status, answer = _json_request(f"{url}/api/calls", "POST", token=token, body=body)
+    except OSError as exc:
+        raise CommandError(f"no server answers at {url} ({exc})") from None
+    if status == 201 and isinstance(answer, dict) and "id" in answer:
+        return answer
+    error = answer.get("error", {}) if isinstance(answer, dict) else {}
+    details = f" {error['details']}" if error.get("details") else ""
+    raise CommandError(
+        f"the API refused the call ({status} {error.get('code', '?')}): "
+        f"{error.get('message', answer)}{details}"
+    )
+
+
+def _call_record(url: str, token: str, call_id: str) -> dict[str, Any] | None:
+    with contextlib.suppress(OSError):
+        status, answer = _json_request(f"{url}/api/calls/{call_id}", "GET", token=token)
+        if status == 200 and isinstance(answer, dict):
+            return answer
+    return None
+
+
+def _sim_request(
+    rest_url: str, method: str, path: str, form: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
+    """One request to the stand-in's /_simulator/ endpoints (not Twilio's API)."""
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
+    request = urllib.request.Request(  # noqa: S310 - the local stand-in
+        f"{rest_url}/_simulator/{path}", data=data, method=method
+    )
+    if data is not None:
+        request.add_header("Content-Type", "application/x-www-form-urlencoded")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310
+            return answer.status, orjson.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, {"error": error.read().decode("utf-8", "replace")}
+
+
+def _leg_view(rest_url: str, call_sid: str) -> dict[str, Any] | None:
+    with contextlib.suppress(OSError, orjson.JSONDecodeError):
+        status, view = _sim_request(rest_url, "GET", f"calls/{call_sid}")
+        if status == 200:
+            return view
+    return None
+
+
+def _describe_callback(callback: dict[str, Any]) -> str:
+    """One line per request the stand-in made to the server, as Twilio would have."""
+    params = callback.get("params", {})
+    answered = callback.get("status") or callback.get("error")
+    path = urlsplit(callback.get("url", "")).path
+    if callback.get("kind") == "status":
+        what = f"status callback {params.get('CallStatus')}"
+    elif callback.get("kind") == "amd":
+        what = f"AMD: {params.get('AnsweredBy')} after {params.get('MachineDetectionDuration')} ms"
+    else:
+        what = f"{callback.get('kind')} request"
+    return f"{what}  ({callback.get('method')} {path} -> {answered})"
