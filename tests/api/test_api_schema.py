@@ -105,8 +105,9 @@ def test_responses_and_errors_are_described(schema) -> None:
 
 
 # Every status each operation can answer (400 schema-invalid; 404 no such id or, for the call
-# list, no such agent; 422 an idempotency key reused; 502 Twilio down; 409 a conflict with what is stored; 413/415 a body too large or not
-# JSON; 416 a range past the end; 429 throttled; 401/403 who may).
+# list, no such agent; 409 a conflict with what is stored; 413/415 a body too large or not
+# JSON; 416 a range past the end; 422 an idempotency key reused; 429 throttled; 502 Twilio
+# unreachable; 401/403 who may).
 STATUSES = {
     ("/api/agents", "get"): {"200", "400", "401", "403", "429"},
     ("/api/agents", "post"): {"201", "400", "401", "403", "409", "413", "415", "429"},
