@@ -121,6 +121,19 @@ class StreamFrame:
         return orjson.loads(self.text)
 
 
+async def answer_http(writer: asyncio.StreamWriter, status: str, text: str) -> None:
+    """One HTTP/1.1 answer (TwiML or text), then the connection closes: a fake server's reply
+    to a webhook or callback."""
+    payload = text.encode()
+    writer.write(
+        f"HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {len(payload)}\r\n"
+        "Connection: close\r\n\r\n".encode()
+        + payload
+    )
+    await writer.drain()
+    writer.close()
+
+
 @dataclass
 class FakeBridge:
     """Answers the webhook like the real server and records the media stream.
@@ -182,14 +195,7 @@ class FakeBridge:
         )
         answer = self.answers.get(urllib.parse.urlsplit(path).path, self.twiml())
         status, text = ("200 OK", answer) if valid else ("403 Forbidden", "bad signature")
-        payload = text.encode()
-        writer.write(
-            f"HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {len(payload)}\r\n"
-            "Connection: close\r\n\r\n".encode()
-            + payload
-        )
-        await writer.drain()
-        writer.close()
+        await answer_http(writer, status, text)
 
     async def handle_stream(self, ws: ServerConnection) -> None:
         assert ws.request is not None

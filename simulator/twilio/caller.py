@@ -148,6 +148,30 @@ class CallReport:
     whisper_twiml: dict[str, str] = field(default_factory=dict)
 
 
+def simulator_request(
+    rest_url: str,
+    method: str,
+    path: str,
+    form: Mapping[str, str] | None = None,
+    *,
+    timeout_s: float = 5.0,
+) -> tuple[int, dict[str, Any]]:
+    """One request to the REST stand-in's own /_simulator/ endpoints (not Twilio's API), as its
+    clients in another process make it (this caller, simulate_call): (status, JSON answer);
+    OSError when the stand-in cannot be reached."""
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
+    request = urllib.request.Request(  # noqa: S310 - the local stand-in, http only
+        f"{rest_url}/_simulator/{path}", data=data, method=method
+    )
+    if data is not None:
+        request.add_header("Content-Type", "application/x-www-form-urlencoded")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
+            return response.status, orjson.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, {"error": error.read().decode("utf-8", "replace")}
+
+
 class SimulatedTwilioCaller:
     """One call. `await caller.call(script)` does everything; the steps are public too."""
 
@@ -540,19 +564,8 @@ class SimulatedTwilioCaller:
     def _rest_json(
         self, method: str, path: str, params: Mapping[str, str] | None = None
     ) -> tuple[int, dict[str, Any]]:
-        """One request to the REST stand-in's /_simulator/ endpoints (not Twilio's API)."""
         assert self.twilio_rest_url is not None
-        data = urllib.parse.urlencode(params).encode() if params is not None else None
-        request = urllib.request.Request(  # noqa: S310 - the local stand-in, http only
-            f"{self.twilio_rest_url}/_simulator/{path}", data=data, method=method
-        )
-        if data is not None:
-            request.add_header("Content-Type", "application/x-www-form-urlencoded")
-        try:
-            with urllib.request.urlopen(request, timeout=2.0) as response:  # noqa: S310
-                return response.status, orjson.loads(response.read())
-        except urllib.error.HTTPError as error:
-            return error.code, {"error": error.read().decode("utf-8", "replace")}
+        return simulator_request(self.twilio_rest_url, method, path, params, timeout_s=2.0)
 
     async def register_with_rest(self) -> None:
         """Tell the REST stand-in about this call, as Twilio knows of every call it carries, so

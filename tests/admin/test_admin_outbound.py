@@ -4,17 +4,16 @@ filter, answering machine detection on the call page, and analytics split by dir
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import html
 import re
-import threading
 from collections.abc import Iterator
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
+from support import twilio_rest_in_thread
 
 from calls.models import Call, CallDirection, CallStatus
 from simulator.twilio.rest import TwilioRestStandIn
@@ -31,24 +30,15 @@ CALLEE = "+15550009999"
 
 @pytest.fixture
 def twilio(settings) -> Iterator[TwilioRestStandIn]:
-    """The Twilio REST stand-in, served by an event loop of its own in a thread: the admin's
-    views are synchronous and the test client calls them on this thread."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="twilio-rest-standin", daemon=True)
-    thread.start()
-    standin = asyncio.run_coroutine_threadsafe(TwilioRestStandIn().start(), loop).result(5)
-    # No account of our own: the product uses the stand-in's credentials.
-    settings.TWILIO_ACCOUNT_SID = ""
-    settings.TWILIO_AUTH_TOKEN = ""
-    settings.TWILIO_API_BASE_URL = standin.url
-    settings.TWILIO_PHONE_NUMBER = ACCOUNT_NUMBER
-    try:
+    """The Twilio REST stand-in on a loop of its own (the admin's views are synchronous and the
+    test client calls them on this thread); no account of our own, so the product uses the
+    stand-in's credentials."""
+    with twilio_rest_in_thread() as standin:
+        settings.TWILIO_ACCOUNT_SID = ""
+        settings.TWILIO_AUTH_TOKEN = ""
+        settings.TWILIO_API_BASE_URL = standin.url
+        settings.TWILIO_PHONE_NUMBER = ACCOUNT_NUMBER
         yield standin
-    finally:
-        asyncio.run_coroutine_threadsafe(standin.stop(), loop).result(5)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()
 
 
 @pytest.fixture

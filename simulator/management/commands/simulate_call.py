@@ -81,7 +81,12 @@ from simulator import scenarios
 from simulator.openai.standin import DEFAULT_PORT, RealtimeStandIn
 from simulator.twilio import rest
 from simulator.twilio.callee import OUTCOMES, DialOut
-from simulator.twilio.caller import CallReport, SimulatedTwilioCaller, WebhookRejected
+from simulator.twilio.caller import (
+    CallReport,
+    SimulatedTwilioCaller,
+    WebhookRejected,
+    simulator_request,
+)
 from simulator.twilio.rest import TwilioRestStandIn
 from simulator.twilio.script import Step, standard_call, timed_call
 
@@ -552,7 +557,7 @@ class Command(BaseCommand):
             "RingSeconds": f"{options['ring_seconds']:g}",
         }
         try:
-            status, answer = _sim_request(rest_url, "POST", "callees", form)
+            status, answer = simulator_request(rest_url, "POST", "callees", form)
         except OSError as exc:
             raise CommandError(
                 f"the Twilio REST stand-in at {rest_url} is not reachable: {exc}"
@@ -729,26 +734,9 @@ def _call_record(url: str, token: str, call_id: str) -> dict[str, Any] | None:
     return None
 
 
-def _sim_request(
-    rest_url: str, method: str, path: str, form: dict[str, str] | None = None
-) -> tuple[int, dict[str, Any]]:
-    """One request to the stand-in's /_simulator/ endpoints (not Twilio's API)."""
-    data = urllib.parse.urlencode(form).encode() if form is not None else None
-    request = urllib.request.Request(  # noqa: S310 - the local stand-in
-        f"{rest_url}/_simulator/{path}", data=data, method=method
-    )
-    if data is not None:
-        request.add_header("Content-Type", "application/x-www-form-urlencoded")
-    try:
-        with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310
-            return answer.status, orjson.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, {"error": error.read().decode("utf-8", "replace")}
-
-
 def _leg_view(rest_url: str, call_sid: str) -> dict[str, Any] | None:
     with contextlib.suppress(OSError, orjson.JSONDecodeError):
-        status, view = _sim_request(rest_url, "GET", f"calls/{call_sid}")
+        status, view = simulator_request(rest_url, "GET", f"calls/{call_sid}")
         if status == 200:
             return view
     return None
