@@ -224,9 +224,10 @@ def load_config(environ_map: Mapping[str, str], base_dir: Path) -> Config:
 
 
 _MISSING_CREDENTIAL_EFFECT = {
-    "TWILIO_ACCOUNT_SID": "Twilio REST calls are disabled",
+    "TWILIO_ACCOUNT_SID": "Twilio's REST API (hang-ups, transfers, outbound calls) is reached only "
+    "through a stand-in (TWILIO_API_BASE_URL)",
     "TWILIO_AUTH_TOKEN": "Twilio request signatures are NOT verified (development only)",
-    "TWILIO_PHONE_NUMBER": "outbound caller id is unknown",
+    "TWILIO_PHONE_NUMBER": "outbound calls need an agent with a number (or `from`)",
     "OPENAI_API_KEY": "calls are bridged to the local realtime stand-in, not OpenAI",
     "TWILIO_WEBHOOK_SECRET": "stream tokens are signed with SECRET_KEY instead",
 }
