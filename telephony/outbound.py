@@ -41,6 +41,8 @@ PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]{0,63})\}")
 CONTEXT_MAX_KEYS = 50
 CONTEXT_VALUE_MAX_CHARS = 1000
 VOICEMAIL_MESSAGE_MAX_CHARS = 1000
+# Outbound calls longer than this are rare enough that the per-agent cap may forget them.
+OUTBOUND_IN_FLIGHT_HOURS = 2
 _E164 = re.compile(E164_PATTERN)
 
 
@@ -190,15 +192,20 @@ def _filled_config(
 
 
 def _over_limit(agent: Agent) -> bool:
-    """(In the transaction holding the agent's row.) Its outbound calls in flight at the cap."""
-    limit = settings.OUTBOUND_MAX_CONCURRENT_PER_AGENT
+    """(In the transaction holding the agent's row.) Its outbound calls in flight at the cap.
+
+    Only calls placed in the last OUTBOUND_IN_FLIGHT_HOURS count: a call whose end Twilio never
+    reported (callbacks lost, PUBLIC_BASE_URL wrong when it was placed) stays "active" on the
+    record until start-up closes it as stale, and must not block the agent until then."""
+    since = timezone.now() - dt.timedelta(hours=OUTBOUND_IN_FLIGHT_HOURS)
     active = Call.objects.filter(
         agent=agent,
         direction=CallDirection.OUTBOUND_API,
         status__in=ACTIVE_STATUSES,
         ended_at__isnull=True,
+        started_at__gte=since,
     ).count()
-    return active >= limit
+    return active >= settings.OUTBOUND_MAX_CONCURRENT_PER_AGENT
 
 
 def _replayed(user: AbstractBaseUser, key: str, fingerprint: str) -> Placed | None:

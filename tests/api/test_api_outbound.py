@@ -3,10 +3,12 @@ every request Twilio's documented one, every refusal in the error shape and on t
 
 from __future__ import annotations
 
+import datetime as dt
 import xml.etree.ElementTree as ET
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.utils import timezone
 from support import twilio_rest_in_thread
 
 from bridge_project.config import STANDIN_ACCOUNT_SID, STANDIN_AUTH_TOKEN
@@ -223,6 +225,10 @@ def test_the_per_agent_limit_answers_429(twilio, dialler, agent, settings) -> No
     assert len(twilio.creates()) == 1
     # A call over frees its slot.
     Call.objects.update(status=CallStatus.COMPLETED)
+    assert place(dialler, body).status_code == 201
+    # So does one whose end Twilio never reported, hours later.
+    assert place(dialler, body).status_code == 429
+    Call.objects.update(started_at=timezone.now() - dt.timedelta(hours=3))
     assert place(dialler, body).status_code == 201
 
 
