@@ -248,7 +248,6 @@ class CallBridge:
         self.outbound = outbound
         self._holding_caller_audio = outbound is not None and outbound.detects_machines
         self._answering: asyncio.Task[None] | None = None
-        self.answered_by = ""
         self._idle_items: set[str] = set()  # silent turns the service committed at idle
         # Tools: the agent's by the name the model calls them, a task per call (by call_id),
         # and per finished response the calls still unanswered (its reply waits for them).
@@ -639,7 +638,7 @@ class CallBridge:
             self._session_origin_ms = None
         if not event.reconnect_attempt:
             if self.outbound is not None and self.outbound.detects_machines:
-                self._answering = asyncio.create_task(self._act_on_who_answered())
+                self._answering = asyncio.create_task(self._act_on_who_answered(self.outbound))
             else:
                 await self._open_conversation()
             return
@@ -667,27 +666,25 @@ class CallBridge:
         elif self.outbound is not None:
             await self.model.request_response()
 
-    async def _act_on_who_answered(self) -> None:
+    async def _act_on_who_answered(self, plan: OutboundPlan) -> None:
         """Outbound, with machine detection: wait (bounded) for Twilio's answer, then talk to
         a person (or an unknown: better a greeting than silence), hang up on a machine or a
         fax, or leave the voicemail message once the machine's greeting and beep are over
         (DetectMessageEnd answers after the beep)."""
-        assert self.outbound is not None
         answered_by = await self._answered_by(settings.OUTBOUND_AMD_TIMEOUT_S + AMD_GRACE_S)
         if self.ended:
             return
-        self.answered_by = answered_by or "unknown"
-        logger.info("outbound call answered by %s", self.answered_by)
+        logger.info("outbound call answered by %s", answered_by or "unknown (no answer in time)")
         if answered_by == "fax":
             await self.end(FAX_REASON, hang_up=True)
         elif not answered_by.startswith("machine"):
             self._holding_caller_audio = False
             await self._open_conversation()
-        elif self.outbound.machine_detection == "hangup":
+        elif plan.machine_detection == "hangup":
             await self.end(VOICEMAIL_REASON, hang_up=True)
         else:
             replies_before = self.measures.turns
-            await self._say("You reached a voicemail box.", self.outbound.voicemail_message)
+            await self._say("You reached a voicemail box.", plan.voicemail_message)
             await self._wait_for(
                 lambda: self.measures.turns > replies_before and self._reply_heard(),
                 FAREWELL_WAIT_S,
