@@ -66,10 +66,18 @@ Every client event, every appended audio byte and every truncation is kept per c
 Randomness (delays, failures, chunk sizes) comes from per-connection generators seeded by
 `seed` and the connection's index, so runs repeat exactly.
 
+**GPT-Live** is served by the same server on its own path, `/v1/live/sessions`
+(`simulator.openai.live.connection` has what it promises): `Authorization: Bearer` and no query
+string; the session (`LiveConnection`, in `live_connections`) shares the scripted replies,
+caller lines, tool script, echo mode, seed and faults with the Realtime sessions, and takes its
+own timing from `live=LiveOptions(...)`.
+
 Run standalone: `python -m simulator.openai.standin --port 8765` (`--help` for the timing
 flags: `--seed`, `--transcription-delay LOW HIGH`, `--transcription-failure-rate`,
 `--response-delay LOW HIGH`, `--first-audio-delay LOW HIGH`, `--even-chunks`,
-`--reprompt-line TEXT`; and `--no-tool-calls`, `--tool-reply TEXT`).
+`--reprompt-line TEXT`; and `--no-tool-calls`, `--tool-reply TEXT`; GPT-Live's
+`--live-chunk-ms`, `--live-reply-delay LOW HIGH`, `--live-session-limit`,
+`--live-usage-interval`).
 """
 
 from __future__ import annotations
@@ -92,6 +100,8 @@ from websockets.http11 import Request, Response
 from simulator.observed import Observed
 from simulator.openai import protocol as rt
 from simulator.openai.connection import Faults, ReceivedEvent, StandInConnection
+from simulator.openai.live import protocol as lp
+from simulator.openai.live.connection import LiveConnection, LiveOptions
 from simulator.openai.protocol import Reply
 from simulator.openai.timing import Delay, delay_range
 from simulator.openai.tools import DEFAULT_TOOL_REPLY, ScriptedToolCall
@@ -103,6 +113,8 @@ __all__ = [
     "DEFAULT_REPROMPT_LINES",
     "Faults",
     "Handshake",
+    "LiveConnection",
+    "LiveOptions",
     "RealtimeStandIn",
     "ReceivedEvent",
     "Reply",
@@ -197,6 +209,7 @@ class RealtimeStandIn(Observed):
         tool_reply: str = DEFAULT_TOOL_REPLY,
         calls_per_turn: int = 1,
         mcp_delay_s: float = 0.2,
+        live: LiveOptions | None = None,
     ) -> None:
         if not replies or not caller_lines or not reprompt_lines:
             raise ValueError("replies, caller_lines and reprompt_lines must not be empty")
@@ -230,6 +243,9 @@ class RealtimeStandIn(Observed):
         self.calls_per_turn = calls_per_turn
         self.mcp_delay_s = mcp_delay_s
         self.connections: list[StandInConnection] = []
+        # GPT-Live sessions (LIVE_PATH), apart: their state and observations differ.
+        self.live = live or LiveOptions()
+        self.live_connections: list[LiveConnection] = []
         self.handshakes: list[Handshake] = []
         self._server: Server | None = None
         super().__init__()
@@ -260,6 +276,10 @@ class RealtimeStandIn(Observed):
         return f"ws://{self.host}:{self.port}{rt.REALTIME_PATH}"
 
     @property
+    def live_url(self) -> str:
+        return f"ws://{self.host}:{self.port}{lp.LIVE_PATH}"
+
+    @property
     def connection_count(self) -> int:
         return len(self.connections)
 
@@ -285,6 +305,13 @@ class RealtimeStandIn(Observed):
         """The `count`-th accepted connection, once it exists."""
         await self.wait_until(lambda: len(self.connections) >= count, deadline_s)
         return self.connections[count - 1]
+
+    async def wait_for_live_connection(
+        self, count: int = 1, deadline_s: float = 10.0
+    ) -> LiveConnection:
+        """The `count`-th accepted GPT-Live connection, once it exists."""
+        await self.wait_until(lambda: len(self.live_connections) >= count, deadline_s)
+        return self.live_connections[count - 1]
 
     # --- live faults --------------------------------------------------------------------------
 
@@ -324,7 +351,7 @@ class RealtimeStandIn(Observed):
         server, self._server = self._server, None
         if server is None:
             return
-        for connection in self.connections:
+        for connection in [*self.connections, *self.live_connections]:
             if connection.stalled and connection.ws.transport is not None:
                 connection.ws.transport.abort()  # a paused transport never finishes closing
         server.close()
@@ -345,7 +372,8 @@ class RealtimeStandIn(Observed):
         model = (parse_qs(parts.query).get("model") or [""])[0]
         bearer = headers.get("authorization", "").removeprefix("Bearer ").strip()
         rejection: tuple[http.HTTPStatus, str, str | None] | None = None
-        if parts.path != rt.REALTIME_PATH:
+        live = parts.path == lp.LIVE_PATH
+        if parts.path not in (rt.REALTIME_PATH, lp.LIVE_PATH):
             rejection = (http.HTTPStatus.NOT_FOUND, f"Invalid URL (GET {parts.path})", None)
         elif not headers.get("authorization", "").startswith("Bearer ") or not bearer:
             rejection = (
@@ -355,7 +383,14 @@ class RealtimeStandIn(Observed):
                 "YOUR_KEY).",
                 None,
             )
-        elif not model:
+        elif live and parts.query:
+            # GPT-Live takes the model in session.start, "with no query parameters".
+            rejection = (
+                http.HTTPStatus.BAD_REQUEST,
+                "GPT-Live takes no query parameters: send the model in session.start.",
+                "unknown_parameter",
+            )
+        elif not model and not live:
             rejection = (
                 http.HTTPStatus.BAD_REQUEST,
                 "Missing required parameter: 'model'.",
@@ -381,6 +416,9 @@ class RealtimeStandIn(Observed):
         faults = self.faults if self.faults.applies_to(attempt) else None
         request = ws.request
         assert request is not None
+        if urlsplit(request.path).path == lp.LIVE_PATH:
+            await self._handle_live(ws, faults)
+            return
         beta = request.headers.get("OpenAI-Beta", "").strip() == "realtime=v1"
         model = (parse_qs(urlsplit(request.path).query).get("model") or [""])[0]
         connection = StandInConnection(
@@ -392,6 +430,17 @@ class RealtimeStandIn(Observed):
             faults=faults,
         )
         self.connections.append(connection)
+        self.notify()
+        if faults is not None and faults.refuse == "close":
+            connection.close_code = 1011
+            await ws.close(1011, "stand-in fault: closing at once")
+            self.notify()
+            return
+        await connection.run()
+
+    async def _handle_live(self, ws: ServerConnection, faults: Faults | None) -> None:
+        connection = LiveConnection(self, ws, index=len(self.live_connections), faults=faults)
+        self.live_connections.append(connection)
         self.notify()
         if faults is not None and faults.refuse == "close":
             connection.close_code = 1011
@@ -424,6 +473,7 @@ async def serve_forever(host: str, port: int, **options: Any) -> None:
     async with RealtimeStandIn(host=host, port=port, **options) as standin:
         what = "echoing caller audio" if standin.echo else "scripted replies"
         print(f"realtime stand-in listening on {standin.url} ({what}, not OpenAI)", flush=True)
+        print(f"GPT-Live stand-in listening on {standin.live_url}", flush=True)
         await stop.wait()
 
 
@@ -500,6 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         help="what the model says to a caller silent past idle_timeout_ms (repeat for more; "
         f"default: {DEFAULT_REPROMPT_LINES[0]!r})",
     )
+    _add_live_arguments(parser)
     args = parser.parse_args(argv)
     options = {
         "speed": args.speed,
@@ -511,9 +562,45 @@ def main(argv: list[str] | None = None) -> int:
         "tool_calls": () if args.no_tool_calls else None,
         "tool_reply": args.tool_reply,
         **{dest: tuple(getattr(args, dest)) for _, dest, _, _ in delays},
+        "live": LiveOptions(
+            chunk_ms=args.live_chunk_ms,
+            reply_delay_s=tuple(args.live_reply_delay),
+            session_limit_s=args.live_session_limit,
+            usage_interval_s=args.live_usage_interval,
+        ),
     }
     asyncio.run(serve_forever(args.host, args.port, **options))
     return 0
+
+
+def _add_live_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = LiveOptions()
+    parser.add_argument(
+        "--live-chunk-ms",
+        type=int,
+        default=defaults.chunk_ms,
+        help="GPT-Live: milliseconds of the output track per delta (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--live-reply-delay",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=defaults.reply_delay_s,
+        help="GPT-Live: seconds from the end of a caller turn to the reply (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--live-session-limit",
+        type=float,
+        default=defaults.session_limit_s,
+        help="GPT-Live: seconds until session.closed 'expired' (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--live-usage-interval",
+        type=float,
+        default=defaults.usage_interval_s,
+        help="GPT-Live: seconds between session.usage.updated (default: %(default)s)",
+    )
 
 
 if __name__ == "__main__":
