@@ -43,6 +43,8 @@ CONTEXT_VALUE_MAX_CHARS = 1000
 VOICEMAIL_MESSAGE_MAX_CHARS = 1000
 # Outbound calls longer than this are rare enough that the per-agent cap may forget them.
 OUTBOUND_IN_FLIGHT_HOURS = 2
+# Retry-After of our 429 when Twilio answered 429 to every retry.
+TWILIO_BUSY_RETRY_AFTER_S = 10
 _E164 = re.compile(E164_PATTERN)
 
 
@@ -337,10 +339,13 @@ def outbound_call_place(
             details.update(
                 twilio_status=exc.status, twilio_code=exc.code, twilio_message=exc.message
             )
+        status = _refusal_status(exc)
         raise OutboundRefused(
-            _refusal_status(exc),
+            status,
             "twilio_refused" if isinstance(exc, rest.RestRefused) else "twilio_unavailable",
             str(exc),
             details=details,
+            # Twilio still throttling after our retries: the client waits, as for our own 429.
+            retry_after_s=TWILIO_BUSY_RETRY_AFTER_S if status == 429 else None,
         ) from None
     return Placed(call=services.call_dialled(call_id=call_id, call_sid=call_sid))

@@ -110,7 +110,8 @@ def _details(exc: exceptions.APIException) -> Any:
     if isinstance(exc, exceptions.ValidationError):
         return exc.detail
     if isinstance(exc, exceptions.Throttled):
-        return {"retry_after_s": exc.wait}
+        # A service's 429 may say more (Twilio's code when Twilio throttled us).
+        return {"retry_after_s": exc.wait, **(getattr(exc, "details", None) or {})}
     return getattr(exc, "details", None)
 
 

@@ -118,7 +118,9 @@ def _refused(exc: OutboundRefused) -> Exception:
     if exc.status == 404:
         return NotFound(str(exc))
     if exc.status == 429 and exc.retry_after_s is not None:
-        return Throttled(wait=exc.retry_after_s, detail=str(exc), code=exc.code)
+        throttled = Throttled(wait=exc.retry_after_s, detail=str(exc), code=exc.code)
+        throttled.details = exc.details  # type: ignore[attr-defined]
+        return throttled
     details = dict(exc.details)
     if exc.field:
         details["field"] = exc.field

@@ -211,7 +211,11 @@ def test_twilios_429_is_retried_then_passed_on(twilio, dialler, agent, monkeypat
     body = {"to": TO, "context": {"name": "Ada", "appointment": "Tue"}}
     assert place(dialler, body).status_code == 201
     twilio.fail_next(429, count=10, retry_after_s=0)
-    assert place(dialler, body).status_code == 429
+    refused = place(dialler, body)
+    assert refused.status_code == 429
+    assert int(refused["Retry-After"]) > 0  # as every 429 of the API (the schema says so)
+    details = refused.json()["error"]["details"]
+    assert details["retry_after_s"] > 0 and details["twilio_status"] == 429
 
 
 def test_the_per_agent_limit_answers_429(twilio, dialler, agent, settings) -> None:
