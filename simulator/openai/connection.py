@@ -134,7 +134,127 @@ class ActiveResponse:
     arguments_text: str = ""  # every call's arguments, counted as output text
 
 
-class StandInConnection:
+class SessionSocket:
+    """What every stand-in session does with its socket, whatever the protocol (Realtime here,
+    GPT-Live in simulator.openai.live): keep what it received and sent for tests, run tasks
+    that end with it, read client events until the socket closes, and inject the faults it was
+    given. Subclasses send events (`_send` decides when nothing may go out, then `_write`),
+    handle them (`_on_message`) and say how the service drops, stalls and expires."""
+
+    def __init__(
+        self, standin: RealtimeStandIn, ws: ServerConnection, *, index: int, faults: Faults | None
+    ) -> None:
+        self.standin = standin
+        self.ws = ws
+        self.index = index
+        self.faults = faults
+        # Observation.
+        self.received: list[ReceivedEvent] = []
+        self.sent: list[dict[str, Any]] = []
+        self.audio = bytearray()  # every appended byte, as sent
+        self.appends = 0
+        self.close_code: int | None = None
+        self.stalled = False
+        self.dropped = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # --- observation helpers ------------------------------------------------------------------
+
+    def received_types(self) -> list[str]:
+        return [event.type for event in self.received]
+
+    def received_of(self, event_type: str) -> list[ReceivedEvent]:
+        return [event for event in self.received if event.type == event_type]
+
+    def sent_types(self) -> list[str]:
+        return [event["type"] for event in self.sent]
+
+    def sent_of(self, event_type: str) -> list[dict[str, Any]]:
+        return [event for event in self.sent if event["type"] == event_type]
+
+    @property
+    def closed(self) -> bool:
+        return self.close_code is not None
+
+    # --- sending ------------------------------------------------------------------------------
+
+    async def _write(self, event: dict[str, Any]) -> None:
+        """Record the event, then send it (a socket gone meanwhile is not an error here)."""
+        self.sent.append(event)
+        self.standin.notify()
+        with contextlib.suppress(ConnectionClosed):
+            await self.ws.send(orjson.dumps(event).decode())
+
+    # --- lifecycle and faults -----------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def run(self) -> None:
+        self._schedule_faults()
+        await self._opened()
+        try:
+            async for message in self.ws:
+                if self.stalled or self.closed:
+                    continue  # frames buffered before a fault was injected were never "read"
+                await self._on_message(message)
+                if self.stalled:
+                    await self.ws.wait_closed()  # hang until the stand-in stops
+        except ConnectionClosed:
+            pass
+        finally:
+            self._shutdown()
+
+    async def _opened(self) -> None:
+        """What the service sends unasked once the socket is up (nothing, by default)."""
+
+    async def _on_message(self, message: str | bytes) -> None:
+        raise NotImplementedError
+
+    def _shutdown(self) -> None:
+        if self.close_code is None:
+            self.close_code = self.ws.close_code if self.ws.close_code is not None else 1006
+        self._stop_work()
+        self.standin.notify()
+
+    def _stop_work(self) -> None:
+        """Cancel the session's own tasks (not the one calling: a fault's task ends itself)."""
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+
+    def spawn_after(
+        self, seconds: float, action: Callable[[], Coroutine[Any, Any, None]]
+    ) -> asyncio.Task[Any]:
+        """`action` in `seconds`, unless the session has ended by then."""
+        return self.spawn(_after(seconds, action))
+
+    def _schedule_faults(self) -> None:
+        faults = self.faults
+        if faults is None:
+            return
+        if faults.drop_after_s is not None:
+            self.spawn_after(faults.drop_after_s, self.drop)
+        if faults.expire_after_s is not None:
+            self.spawn_after(faults.expire_after_s, self.expire)
+        if faults.stall_after_s is not None:
+            self.spawn_after(faults.stall_after_s, self.stall)
+
+    async def drop(self) -> None:
+        raise NotImplementedError
+
+    async def expire(self) -> None:
+        raise NotImplementedError
+
+    async def stall(self) -> None:
+        raise NotImplementedError
+
+
+class StandInConnection(SessionSocket):
     """One client connection: the protocol state plus everything observed, for tests."""
 
     def __init__(
@@ -147,22 +267,11 @@ class StandInConnection:
         model: str,
         faults: Faults | None,
     ) -> None:
-        self.standin = standin
-        self.ws = ws
-        self.index = index
+        super().__init__(standin, ws, index=index, faults=faults)
         self.protocol: Protocol = protocol
         self.model = model
-        self.faults = faults
         self.session = rt.default_session(protocol, model)
-        # Observation.
-        self.received: list[ReceivedEvent] = []
-        self.sent: list[dict[str, Any]] = []
-        self.audio = bytearray()
-        self.appends = 0
         self.truncations: list[dict[str, Any]] = []
-        self.close_code: int | None = None
-        self.stalled = False
-        self.dropped = False
         # Protocol state.
         self.vad = EnergyVad(start_ms=standin.vad_start_ms)
         self.buffer_start_samples = 0
@@ -197,30 +306,11 @@ class StandInConnection:
         # starts, a response starts or the timeout fires.
         self.idle_from_ms: float | None = None
         self.previous_input: rt.InputTokens | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
         # One random stream per purpose, so e.g. a longer reply never changes which
         # transcription fails; all seeded from (the stand-in's seed, this connection's index).
         self._rng_transcription = connection_rng(standin.seed, index, "transcription")
         self._rng_response = connection_rng(standin.seed, index, "response")
         self._rng_chunks = connection_rng(standin.seed, index, "chunks")
-
-    # --- observation helpers ------------------------------------------------------------------
-
-    def received_types(self) -> list[str]:
-        return [event.type for event in self.received]
-
-    def received_of(self, event_type: str) -> list[ReceivedEvent]:
-        return [event for event in self.received if event.type == event_type]
-
-    def sent_types(self) -> list[str]:
-        return [event["type"] for event in self.sent]
-
-    def sent_of(self, event_type: str) -> list[dict[str, Any]]:
-        return [event for event in self.sent if event["type"] == event_type]
-
-    @property
-    def closed(self) -> bool:
-        return self.close_code is not None
 
     @property
     def input_ms(self) -> float:
@@ -256,11 +346,7 @@ class StandInConnection:
     async def _send(self, event: dict[str, Any]) -> None:
         if self.stalled or self.closed:
             return
-        event = {"event_id": rt.new_id("event"), **event}
-        self.sent.append(event)
-        self.standin.notify()
-        with contextlib.suppress(ConnectionClosed):
-            await self.ws.send(orjson.dumps(event).decode())
+        await self._write({"event_id": rt.new_id("event"), **event})
 
     async def _announce_item(
         self, item: dict[str, Any], previous: str | None, *, done: bool
@@ -275,45 +361,13 @@ class StandInConnection:
 
     # --- lifecycle and faults -----------------------------------------------------------------
 
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def run(self) -> None:
-        self._schedule_faults()
+    async def _opened(self) -> None:
         await self.emit("session.created", session=self.session)
-        try:
-            async for message in self.ws:
-                if self.stalled or self.closed:
-                    continue  # frames buffered before a fault was injected were never "read"
-                await self._on_message(message)
-                if self.stalled:
-                    await self.ws.wait_closed()  # hang until the stand-in stops
-        except ConnectionClosed:
-            pass
-        finally:
-            self._shutdown()
 
-    def _shutdown(self) -> None:
-        if self.close_code is None:
-            self.close_code = self.ws.close_code if self.ws.close_code is not None else 1006
-        for task in list(self._tasks):
-            task.cancel()
+    def _stop_work(self) -> None:
+        super()._stop_work()
         if self.response is not None and self.response.task is not None:
             self.response.task.cancel()
-        self.standin.notify()
-
-    def _schedule_faults(self) -> None:
-        faults = self.faults
-        if faults is None:
-            return
-        if faults.drop_after_s is not None:
-            self.spawn(_after(faults.drop_after_s, self.drop))
-        if faults.expire_after_s is not None:
-            self.spawn(_after(faults.expire_after_s, self.expire))
-        if faults.stall_after_s is not None:
-            self.spawn(_after(faults.stall_after_s, self.stall))
 
     async def drop(self) -> None:
         """Lose the connection as a network does: no close frame, the TCP socket just dies."""

@@ -51,7 +51,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import json
 import time
 from collections.abc import Callable, Coroutine
@@ -61,12 +60,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 
 from audio.convert import pcm16_from_bytes, pcm16_to_bytes
 from audio.g711 import ulaw_decode, ulaw_encode
 from simulator.openai import protocol as rt
-from simulator.openai.connection import Faults, ReceivedEvent
+from simulator.openai.connection import Faults, ReceivedEvent, SessionSocket
 from simulator.openai.live import backend
 from simulator.openai.live import protocol as lp
 from simulator.openai.protocol import Problem
@@ -185,7 +183,7 @@ class Delegation:
 Handler = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
 
 
-class LiveConnection:
+class LiveConnection(SessionSocket):
     """One GPT-Live client connection: the session plus everything observed, for tests."""
 
     def __init__(
@@ -196,26 +194,15 @@ class LiveConnection:
         index: int,
         faults: Faults | None,
     ) -> None:
-        self.standin = standin
+        super().__init__(standin, ws, index=index, faults=faults)
         self.options: LiveOptions = standin.live
-        self.ws = ws
-        self.index = index
-        self.faults = faults
-        # Observation.
-        self.received: list[ReceivedEvent] = []
-        self.sent: list[dict[str, Any]] = []
-        self.audio = bytearray()  # every appended byte, as sent
         self.output_audio = bytearray()  # the whole output track, as sent
-        self.appends = 0
         self.caller_turns: list[CallerTurn] = []
         self.utterances: list[Utterance] = []
         self.function_outputs: list[dict[str, Any]] = []
         self.protocol_problems: list[str] = []
         self.skipped_tool_calls: list[str] = []
-        self.close_code: int | None = None
         self.closed_reason: lp.CloseReason | None = None
-        self.stalled = False
-        self.dropped = False
         # The session.
         self.session: dict[str, Any] | None = None  # the resolved session, once started
         self.format = lp.AudioFormat("pcm", 24000)
@@ -235,29 +222,12 @@ class LiveConnection:
         self.previous_backend_input = 0
         self._input_words = 0
         self._output_words = 0
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._last_transcript: asyncio.Task[None] | None = None
         self._rng_reply = connection_rng(standin.seed, index, "live-reply")
         self._rng_transcript = connection_rng(standin.seed, index, "live-transcript")
         self._rng_backend = connection_rng(standin.seed, index, "live-backend")
 
     # --- observation helpers ------------------------------------------------------------------
-
-    def received_types(self) -> list[str]:
-        return [event.type for event in self.received]
-
-    def received_of(self, event_type: str) -> list[ReceivedEvent]:
-        return [event for event in self.received if event.type == event_type]
-
-    def sent_types(self) -> list[str]:
-        return [event["type"] for event in self.sent]
-
-    def sent_of(self, event_type: str) -> list[dict[str, Any]]:
-        return [event for event in self.sent if event["type"] == event_type]
-
-    @property
-    def closed(self) -> bool:
-        return self.close_code is not None
 
     @property
     def finished(self) -> bool:
@@ -295,55 +265,9 @@ class LiveConnection:
     async def _send(self, event: dict[str, Any]) -> None:
         if self.finished:
             return
-        self.sent.append(event)
-        self.standin.notify()
-        with contextlib.suppress(ConnectionClosed):
-            await self.ws.send(orjson.dumps(event).decode())
+        await self._write(event)
 
     # --- lifecycle and faults -----------------------------------------------------------------
-
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def run(self) -> None:
-        self._schedule_faults()
-        try:
-            async for message in self.ws:
-                if self.stalled or self.closed:
-                    continue  # frames buffered before a fault was injected were never "read"
-                await self._on_message(message)
-                if self.stalled:
-                    await self.ws.wait_closed()  # hang until the stand-in stops
-        except ConnectionClosed:
-            pass
-        finally:
-            self._shutdown()
-
-    def _shutdown(self) -> None:
-        if self.close_code is None:
-            self.close_code = self.ws.close_code if self.ws.close_code is not None else 1006
-        self._cancel_tasks()
-        self.standin.notify()
-
-    def _cancel_tasks(self) -> None:
-        current = asyncio.current_task()
-        for task in list(self._tasks):
-            if task is not current:
-                task.cancel()
-
-    def _schedule_faults(self) -> None:
-        faults = self.faults
-        if faults is None:
-            return
-        if faults.drop_after_s is not None:
-            self.spawn(_after(faults.drop_after_s, self.drop))
-        if faults.expire_after_s is not None:
-            self.spawn(_after(faults.expire_after_s, self.expire))
-        if faults.stall_after_s is not None:
-            self.spawn(_after(faults.stall_after_s, self.stall))
 
     async def drop(self) -> None:
         """Lose the connection as a network does: no session.closed, no close frame."""
@@ -351,7 +275,7 @@ class LiveConnection:
             return
         self.dropped = True
         self.close_code = 1006
-        self._cancel_tasks()
+        self._stop_work()
         self.ws.transport.abort()
         self.standin.notify()
 
@@ -360,7 +284,7 @@ class LiveConnection:
         if self.closed or self.stalled:
             return
         self.stalled = True
-        self._cancel_tasks()
+        self._stop_work()
         self.ws.transport.pause_reading()
         self.standin.notify()
 
@@ -382,7 +306,7 @@ class LiveConnection:
             fields["client_event_id"] = cause["event_id"]
         await self.emit("session.closed", **fields)
         self.closed_reason = reason
-        self._cancel_tasks()
+        self._stop_work()
         self.standin.notify()
         self.close_code = CLOSE_NORMAL
         await self.ws.close(CLOSE_NORMAL)
@@ -466,7 +390,7 @@ class LiveConnection:
         if isinstance(payload.get("event_id"), str):
             started["client_event_id"] = payload["event_id"]
         await self.emit("session.started", **started)
-        self.spawn(_after(limit_s, self.expire))
+        self.spawn_after(limit_s, self.expire)
         self.spawn(self._usage_updates())
         if not self.standin.echo:
             self.spawn(self._track())
@@ -904,8 +828,3 @@ def _delegation_type(session: dict[str, Any] | None) -> str | None:
 def _client_id(payload: dict[str, Any]) -> dict[str, Any]:
     event_id = payload.get("event_id")
     return {"client_event_id": event_id} if isinstance(event_id, str) else {}
-
-
-async def _after(seconds: float, action: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    await asyncio.sleep(seconds)
-    await action()
