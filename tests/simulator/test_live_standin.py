@@ -15,9 +15,9 @@ import pytest
 from openai.types.live import ClientEvent, ServerEvent
 from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
-from sim_support import caller_turn
+from sim_support import RealtimeClient, caller_turn
 from support import unknown_keys
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from audio.g711 import ulaw_encode
@@ -64,13 +64,9 @@ def responses_delegation(*tools: dict[str, Any]) -> dict[str, Any]:
     return {"type": "responses", "responses": {"model": "gpt-5.5", "tools": list(tools)}}
 
 
-class LiveClient:
+class LiveClient(RealtimeClient):
     """A bare GPT-Live client: every event it sends is checked against the SDK's ClientEvent
     first, so the tests cannot pass on events the service would not take."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.events: list[dict[str, Any]] = []
 
     async def send(self, event_type: str, *, check: bool = True, **fields: Any) -> None:
         event = {"type": event_type, **fields}
@@ -78,17 +74,6 @@ class LiveClient:
             model = CLIENT.validate_python(event)
             assert not unknown_keys(model), event_type
         await self.ws.send(orjson.dumps(event).decode())
-
-    async def next_event(self) -> dict[str, Any]:
-        event = orjson.loads(await self.ws.recv())
-        self.events.append(event)
-        return event
-
-    async def until(self, event_type: str) -> dict[str, Any]:
-        while True:
-            event = await self.next_event()
-            if event["type"] == event_type:
-                return event
 
     async def start(self, **config: Any) -> dict[str, Any]:
         await self.send("session.start", event_id="evt_start", session=session_config(**config))
