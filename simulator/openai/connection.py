@@ -244,6 +244,14 @@ class SessionSocket:
         if faults.stall_after_s is not None:
             self.spawn_after(faults.stall_after_s, self.stall)
 
+    async def _fault_after_append(self) -> None:
+        """Drop or stall on the N-th audio append, when the faults say so."""
+        faults = self.faults
+        if faults is not None and faults.drop_after_appends == self.appends:
+            await self.drop()
+        elif faults is not None and faults.stall_after_appends == self.appends:
+            await self.stall()
+
     async def drop(self) -> None:
         raise NotImplementedError
 
@@ -497,11 +505,7 @@ class StandInConnection(SessionSocket):
             await self._echo(payload["audio"], audio)
         else:
             await self._listen(self._decode_input(audio))
-        faults = self.faults
-        if faults is not None and faults.drop_after_appends == self.appends:
-            await self.drop()
-        elif faults is not None and faults.stall_after_appends == self.appends:
-            await self.stall()
+        await self._fault_after_append()
 
     async def _echo(self, audio_b64: str, audio: bytes) -> None:
         """Echo mode: the frame comes straight back, on an item of its own per connection."""

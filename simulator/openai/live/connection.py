@@ -420,11 +420,7 @@ class LiveConnection(SessionSocket):
             await self._echo(payload["audio"], audio)
         else:
             await self._listen(audio)
-        faults = self.faults
-        if faults is not None and faults.drop_after_appends == self.appends:
-            await self.drop()
-        elif faults is not None and faults.stall_after_appends == self.appends:
-            await self.stall()
+        await self._fault_after_append()
 
     async def _echo(self, audio_b64: str, audio: bytes) -> None:
         """Echo mode: the frame comes straight back as the output track."""
