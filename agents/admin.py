@@ -2,7 +2,10 @@
 
 The list says at a glance which agent answers what and how busy it is today; the change form
 is grouped the way staff think about an agent ("Who", "What it says", "How it listens") and
-shows, read-only, the exact session the model is sent. Saving goes through agents.services
+shows, read-only, the exact session the model is sent. For a GPT-Live agent the Realtime API's
+listening settings (catalog.REALTIME_ONLY_FIELDS) are hidden and ignored: the form disables
+them (a disabled field keeps its stored value whatever is posted) and agents/admin/agent_form.js
+hides their rows when the backend select changes. Saving goes through agents.services
 (one default agent, the version bumped when what the model is told changes); deleting an agent
 that answered calls is refused with the way out (deactivate it).
 """
@@ -27,7 +30,7 @@ from agents.models import Agent, PhoneNumber
 from realtime.configuration import session_preview
 
 WHO = ("name", "slug", "is_default", "is_active")
-WHAT_IT_SAYS = ("instructions", "greeting", "voice", "model", "language")
+WHAT_IT_SAYS = ("instructions", "greeting", "backend", "model", "voice", "language")
 WHAT_IT_CAN_DO = ("tools",)
 HOW_IT_LISTENS = (
     "turn_detection",
@@ -51,6 +54,33 @@ def _choices(names: tuple[str, ...], current: str) -> list[tuple[str, str]]:
     return options
 
 
+def _model_choices(current: str) -> list[Any]:
+    """The models grouped by backend (the label says which service has them)."""
+    groups: list[Any] = [
+        (catalog.backend_label(backend), [(m, m) for m in catalog.models_for_backend(backend)])
+        for backend in catalog.BACKENDS
+    ]
+    if current and current not in catalog.MODELS:
+        groups.insert(0, (current, f"{current} (unknown: choose another)"))
+    return groups
+
+
+def backends_for_script() -> dict[str, Any]:
+    """What agents/admin/agent_form.js needs (json_script: data, not code, on the page)."""
+    return {
+        "realtime_only": list(catalog.REALTIME_ONLY_FIELDS),
+        "backends": {
+            backend: {
+                "models": list(catalog.models_for_backend(backend)),
+                "voices": list(catalog.voices_for_backend(backend)),
+                "model": catalog.default_model(backend),
+                "voice": catalog.default_voice(backend),
+            }
+            for backend in catalog.BACKENDS
+        },
+    }
+
+
 class AgentForm(forms.ModelForm):
     class Meta:
         model = Agent
@@ -69,14 +99,33 @@ class AgentForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         lists = {
-            "model": catalog.REALTIME_MODELS,
-            "voice": catalog.VOICES,
+            "voice": catalog.ALL_VOICES,
             "transcription_model": catalog.TRANSCRIPTION_MODELS,
         }
         for name, names in lists.items():
             if name in self.fields:
                 current = str(self.initial.get(name) or "")
                 self.fields[name].widget = forms.Select(choices=_choices(names, current))
+        if "model" in self.fields:
+            current = str(self.initial.get("model") or "")
+            self.fields["model"].widget = forms.Select(choices=_model_choices(current))
+        # The backend the form is judged by: the one posted, else the agent's.
+        self.effective_backend = self._backend()
+        if self.effective_backend == "gpt-live":
+            # Not GPT-Live's settings: ignored (the stored values are kept, for a switch back
+            # to the Realtime API) and hidden (the template's data-backend, agent_form.css).
+            for name in catalog.REALTIME_ONLY_FIELDS:
+                if name in self.fields:
+                    self.fields[name].disabled = True
+                    self.fields[name].required = False
+
+    def _backend(self) -> str:
+        if self.is_bound and "backend" in self.fields:
+            posted = self.data.get(self.add_prefix("backend"))
+            if posted in catalog.BACKENDS:
+                return str(posted)
+        stored = self.initial.get("backend") or self.instance.backend
+        return str(stored) if stored in catalog.BACKENDS else catalog.DEFAULT_BACKEND
 
 
 class PhoneNumberInline(admin.TabularInline):
@@ -121,10 +170,11 @@ class AgentAdmin(admin.ModelAdmin):
         "calls_today_column",
         "is_default",
         "is_active",
+        "backend",
         "version",
     )
     list_display_links = ("name",)
-    list_filter = ("is_active", "is_default", "turn_detection", "model")
+    list_filter = ("is_active", "is_default", "backend", "turn_detection", "model")
     search_fields = ("name", "slug", "phone_numbers__number")
     search_help_text = "Matches the name, the slug or a number."
     prepopulated_fields = {"slug": ("name",)}
@@ -132,7 +182,15 @@ class AgentAdmin(admin.ModelAdmin):
     fieldsets = (
         ("Who", {"fields": WHO}),
         ("What it says", {"fields": WHAT_IT_SAYS}),
-        ("How it listens", {"fields": HOW_IT_LISTENS}),
+        (
+            "How it listens",
+            {
+                "fields": HOW_IT_LISTENS,
+                "description": "GPT-Live listens while it speaks and transcribes both sides "
+                "itself: for a GPT-Live agent only the call length applies (the Realtime API's "
+                "settings are kept for a switch back, unused).",
+            },
+        ),
         (
             "What it can do",
             {
@@ -146,7 +204,8 @@ class AgentAdmin(admin.ModelAdmin):
             "What the model is sent",
             {
                 "fields": ("version", "session_json", "created_at", "updated_at"),
-                "description": "The session configuration calls to this agent start with, as "
+                "description": "What the model is sent at the start of each call to this agent "
+                "(the Realtime API's session configuration, or GPT-Live's session start), as "
                 "saved (save to see a change here). Each call keeps a copy, with the version.",
             },
         ),
@@ -181,7 +240,7 @@ class AgentAdmin(admin.ModelAdmin):
 
     # --- the change page ---
 
-    @admin.display(description="Session JSON")
+    @admin.display(description="At the start of each call")
     def session_json(self, agent: Agent) -> SafeString:
         if agent.pk is None:
             return format_html('<span class="bo-quiet">{}</span>', "Shown once the agent is saved.")
@@ -216,6 +275,7 @@ class AgentAdmin(admin.ModelAdmin):
         form_url: str = "",
         obj: Agent | None = None,
     ) -> HttpResponse:
+        context["agent_backends"] = backends_for_script()
         if obj is not None and obj.pk is not None and admin_views.may_place_test_calls():
             context["test_call"] = {
                 "url": reverse("admin:agents_agent_test_call", args=[obj.pk]),

@@ -49,6 +49,7 @@ SHARED_SETTINGS = (
     "TWILIO_AUTH_TOKEN",
     "TWILIO_API_BASE_URL",
     "OPENAI_REALTIME_URL",
+    "OPENAI_LIVE_URL",  # a GPT-Live agent's calls: the same model the server uses
 )
 
 

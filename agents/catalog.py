@@ -1,21 +1,24 @@
 """What an agent may be configured with: the service's models, voices and transcription models,
 the language codes, and the limits of every number staff can set.
 
-The lists mirror the Literal types of the `openai` SDK's realtime session (tests/agents/
-test_catalog.py compares them, so a new SDK that adds or drops a name fails a test instead of
-drifting). They are constants here because the SDK is a development dependency only: the product
+The lists mirror the Literal types of the `openai` SDK's realtime and live sessions (tests/
+agents/test_catalog.py compares them, so a new SDK that adds or drops a name fails a test instead
+of drifting). They are constants here because the SDK is a development dependency only: the product
 validates agents without it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 # The model-facing fields of an agent: exactly realtime.model.AgentConfig's fields (a test
 # checks), so agents.services.agent_config(...) is what AgentConfig.from_dict reads. Changing
 # any of them changes what the model is told, so it bumps the agent's version.
 AGENT_CONFIG_FIELDS = (
     "model",
+    "backend",
     "instructions",
     "greeting",
     "voice",
@@ -84,6 +87,76 @@ def model_is_preview(model: str) -> bool:
 
 def voices_for_model(model: str) -> tuple[str, ...]:
     return PREVIEW_VOICES if model_is_preview(model) else VOICES
+
+
+# --- the backends: which OpenAI protocol answers an agent's calls ---------------------------
+
+# realtime.model.Backend. The labels are what staff and the README call them.
+BACKENDS = ("realtime", "gpt-live")
+BACKEND_LABELS = {"realtime": "OpenAI Realtime API", "gpt-live": "OpenAI GPT-Live"}
+DEFAULT_BACKEND = "realtime"
+
+# SessionConfig.model's Literal (openai.types.live).
+LIVE_MODELS = ("gpt-live-1", "gpt-live-1.1")
+DEFAULT_LIVE_MODEL = "gpt-live-1.1"
+
+# openai.types.live.BuiltInVoice: every realtime voice, and more.
+LIVE_VOICES = (
+    "alloy", "ash", "ballad", "beacon", "bossa", "cedar", "cinder", "coral", "delta", "echo",
+    "gleam", "marin", "meridian", "quartz", "ripple", "sage", "shida", "shimmer", "stone",
+    "tempo", "verse", "vesper", "willow",
+)  # fmt: skip
+DEFAULT_LIVE_VOICE = "marin"  # the service's own default
+
+# Every name an agent's model or voice may have, whichever its backend: the realtime ones first
+# (the order the forms and the schema list them in).
+MODELS = (*REALTIME_MODELS, *LIVE_MODELS)
+LIVE_ONLY_VOICES = tuple(voice for voice in LIVE_VOICES if voice not in VOICES)
+ALL_VOICES = (*VOICES, *LIVE_ONLY_VOICES)
+
+# The agent settings GPT-Live has no use for: it listens while it speaks (no turn detection,
+# no idle re-prompt) and transcribes both sides itself. A GPT-Live agent keeps what it had
+# stored (it applies again if the agent goes back to the Realtime API); the API shows them as
+# null and refuses them in a write, the admin hides them.
+REALTIME_ONLY_FIELDS = (
+    "turn_detection",
+    "vad_threshold",
+    "vad_prefix_padding_ms",
+    "vad_silence_duration_ms",
+    "vad_eagerness",
+    "noise_reduction",
+    "idle_timeout_ms",
+    "transcription_model",
+)
+
+
+def backend_label(backend: str) -> str:
+    return BACKEND_LABELS.get(backend, backend)
+
+
+def models_for_backend(backend: str) -> tuple[str, ...]:
+    return LIVE_MODELS if backend == "gpt-live" else REALTIME_MODELS
+
+
+def voices_for_backend(backend: str) -> tuple[str, ...]:
+    return LIVE_VOICES if backend == "gpt-live" else VOICES
+
+
+def default_model(backend: str) -> str:
+    return DEFAULT_LIVE_MODEL if backend == "gpt-live" else DEFAULT_MODEL
+
+
+def default_voice(backend: str) -> str:
+    return DEFAULT_LIVE_VOICE if backend == "gpt-live" else DEFAULT_VOICE
+
+
+def snapshot_backend(snapshot: Mapping[str, Any] | None) -> str:
+    """The backend a call was configured with, from its agent snapshot (Call.agent_snapshot).
+    Snapshots from before agents had a backend, and calls without one (answered with the
+    environment's configuration), were the Realtime API's."""
+    agent = (snapshot or {}).get("agent") if isinstance(snapshot, Mapping) else None
+    backend = agent.get("backend") if isinstance(agent, Mapping) else None
+    return backend if backend in BACKENDS else DEFAULT_BACKEND
 
 
 # ISO 639-1: the two-letter codes the transcription's `language` hint takes.

@@ -19,6 +19,11 @@ from agents import catalog, validators
 from agents.tools import validate_tools
 
 
+class Backend(models.TextChoices):
+    REALTIME = "realtime", catalog.BACKEND_LABELS["realtime"]
+    GPT_LIVE = "gpt-live", catalog.BACKEND_LABELS["gpt-live"]
+
+
 class TurnDetection(models.TextChoices):
     SERVER_VAD = "server_vad", "Server VAD (a set silence ends the caller's turn)"
     SEMANTIC_VAD = "semantic_vad", "Semantic VAD (the model judges when the caller is done)"
@@ -75,17 +80,27 @@ class Agent(models.Model):
         help_text="Said first, as soon as the call is connected. Empty: the agent waits for the "
         f"caller to speak. At most {catalog.GREETING_MAX_CHARS} characters.",
     )
-    voice = models.CharField(
-        max_length=32,
-        default=catalog.DEFAULT_VOICE,
-        validators=[validators.validate_voice],
-        help_text="One of the model's voices (marin and cedar need a gpt-realtime model).",
+    backend = models.CharField(
+        max_length=16,
+        choices=Backend.choices,
+        default=Backend.REALTIME,
+        help_text="Which OpenAI service answers the calls. GPT-Live listens while it speaks and "
+        "transcribes both sides itself: the turn detection, noise reduction, idle timeout and "
+        "transcription settings do not apply to it (they are kept for the Realtime API).",
     )
     model = models.CharField(
         max_length=64,
         default=catalog.DEFAULT_MODEL,
-        validators=[validators.validate_realtime_model],
-        help_text="The realtime model that listens and speaks.",
+        validators=[validators.validate_model],
+        help_text="The model that listens and speaks: one of the backend's (gpt-realtime... for "
+        "the Realtime API, gpt-live-1 or gpt-live-1.1 for GPT-Live).",
+    )
+    voice = models.CharField(
+        max_length=32,
+        default=catalog.DEFAULT_VOICE,
+        validators=[validators.validate_voice],
+        help_text="One of the backend's voices: GPT-Live has more than the Realtime API, whose "
+        "marin and cedar need a gpt-realtime model (not a gpt-4o-*-realtime-preview).",
     )
     language = models.CharField(
         max_length=2,
@@ -168,6 +183,9 @@ class Agent(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(is_default=False) | Q(is_active=True), name="agent_default_is_active"
+            ),
+            models.CheckConstraint(
+                condition=Q(backend__in=Backend.values), name="agent_backend_valid"
             ),
             models.CheckConstraint(
                 condition=Q(turn_detection__in=TurnDetection.values),

@@ -5,6 +5,7 @@ by field, so the admin and the API report a bad value against the field that hol
 rules a single row cannot keep are kept here, in one transaction each:
 - exactly one default agent: a new default unsets the old one; the default cannot be unset
   (make another agent the default instead), deactivated or deleted;
+- a new agent's model and voice, when not given, are its backend's defaults;
 - `version` goes up by one whenever a field the model is told (catalog.AGENT_CONFIG_FIELDS)
   changes, never otherwise, so a call's agent_version says which configuration it had;
 - a number is on one agent: giving an agent a number another agent has is refused, naming it.
@@ -19,6 +20,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
+from agents import catalog
 from agents.catalog import AGENT_CONFIG_FIELDS
 from agents.models import Agent, PhoneNumber
 from agents.validators import validate_e164
@@ -134,9 +136,16 @@ def _save(*, agent: Agent) -> Agent:
 
 def agent_create(*, fields: Mapping[str, Any], phone_numbers: Iterable[str] = ()) -> Agent:
     """A new agent (version 1) with these numbers. It is made the default when asked, or when
-    there is no default yet and it is active (a fresh database keeps exactly one default)."""
+    there is no default yet and it is active (a fresh database keeps exactly one default).
+    A model or voice not given is the backend's default (gpt-live-1.1 and marin for GPT-Live)."""
     _fields_check(fields)
     numbers = _numbers_clean(phone_numbers)
+    backend = fields.get("backend", catalog.DEFAULT_BACKEND)
+    fields = {
+        "model": catalog.default_model(backend),
+        "voice": catalog.default_voice(backend),
+        **fields,
+    }
     with transaction.atomic():
         agent = Agent(**fields)
         no_default = not Agent.objects.select_for_update().filter(is_default=True).exists()

@@ -6,7 +6,7 @@ Module-level functions (not lambdas), so migrations can name them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -53,6 +53,7 @@ def validate_greeting(value: str) -> None:
 
 
 def validate_realtime_model(value: str) -> None:
+    """Kept for migration 0001 (the model field now takes either backend's: validate_model)."""
     if value not in catalog.REALTIME_MODELS:
         raise ValidationError(
             f"Unknown realtime model {value!r}. Use one of: {', '.join(catalog.REALTIME_MODELS)}.",
@@ -60,11 +61,24 @@ def validate_realtime_model(value: str) -> None:
         )
 
 
-def validate_voice(value: str) -> None:
-    """A known voice at all (which model has it is checked with the model: voice_errors)."""
-    if value not in catalog.VOICES:
+def validate_model(value: str) -> None:
+    """A known model of either backend (which backend has it is checked with the backend:
+    agent_cross_field_errors)."""
+    if value not in catalog.MODELS:
         raise ValidationError(
-            f"Unknown voice {value!r}. Use one of: {', '.join(catalog.VOICES)}.",
+            f"Unknown model {value!r}. The OpenAI Realtime API has: "
+            f"{', '.join(catalog.REALTIME_MODELS)}; OpenAI GPT-Live has: "
+            f"{', '.join(catalog.LIVE_MODELS)}.",
+            code="unknown_model",
+        )
+
+
+def validate_voice(value: str) -> None:
+    """A known voice at all (which backend and model have it is checked with them:
+    agent_cross_field_errors)."""
+    if value not in catalog.ALL_VOICES:
+        raise ValidationError(
+            f"Unknown voice {value!r}. Use one of: {', '.join(catalog.ALL_VOICES)}.",
             code="unknown_voice",
         )
 
@@ -109,19 +123,42 @@ validate_idle_timeout_ms = _range_validator("validate_idle_timeout_ms", catalog.
 validate_max_call_minutes = _range_validator("validate_max_call_minutes", catalog.MAX_CALL_MINUTES)
 
 
-def agent_cross_field_errors(values: Mapping[str, Any]) -> dict[str, list[str]]:
-    """The rules that read two fields at once, by the field to fix: the voice must be one the
-    model has, an idle timeout needs server_vad (semantic_vad has none), the default agent must
-    be active. Values that are missing or already invalid on their own are not judged again."""
+def _backend_errors(values: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The model and the voice against the backend (and the voice against a realtime model),
+    each judged only when the values it needs are there and known."""
     errors: dict[str, list[str]] = {}
-    model, voice = values.get("model"), values.get("voice")
-    if model in catalog.REALTIME_MODELS and voice in catalog.VOICES:
+    backend, model, voice = values.get("backend"), values.get("model"), values.get("voice")
+    label = catalog.backend_label(str(backend))
+    if backend in catalog.BACKENDS and model in catalog.MODELS:
+        models = catalog.models_for_backend(backend)
+        if model not in models:
+            errors["model"] = [
+                f"{model} is not a model of {label} (backend {backend}). Use one of: "
+                f"{', '.join(models)}."
+            ]
+    if voice not in catalog.ALL_VOICES:
+        return errors
+    if backend in catalog.BACKENDS and voice not in catalog.voices_for_backend(backend):
+        errors["voice"] = [
+            f"The voice {voice!r} is not one of {label} (backend {backend}). Use one of: "
+            f"{', '.join(catalog.voices_for_backend(backend))}."
+        ]
+    elif model in catalog.REALTIME_MODELS and backend != "gpt-live":
         voices = catalog.voices_for_model(model)
         if voice not in voices:
             errors["voice"] = [
                 f"The voice {voice!r} is not available with {model}. Use one of: "
                 f"{', '.join(voices)}."
             ]
+    return errors
+
+
+def agent_cross_field_errors(values: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The rules that read two fields at once, by the field to fix: the model must be one of
+    the backend's, the voice one the backend and the model have, an idle timeout needs
+    server_vad (semantic_vad has none), the default agent must be active. Values that are
+    missing or already invalid on their own are not judged again."""
+    errors = _backend_errors(values)
     if values.get("idle_timeout_ms") is not None and values.get("turn_detection") == "semantic_vad":
         errors["idle_timeout_ms"] = [
             "An idle timeout works with server_vad turn detection only: clear it, or use "
@@ -132,3 +169,19 @@ def agent_cross_field_errors(values: Mapping[str, Any]) -> dict[str, list[str]]:
             "The default agent must be active: make another agent the default first."
         ]
     return errors
+
+
+def realtime_only_errors(backend: str | None, given: Iterable[str]) -> dict[str, list[str]]:
+    """A write that sets settings GPT-Live has no use for, for an agent whose backend is (or
+    becomes) gpt-live: one error per such field. (Not a rule of the stored row: a GPT-Live
+    agent keeps the values it had, unused. Only a write that sets them is refused.)"""
+    if backend != "gpt-live":
+        return {}
+    return {
+        name: [
+            f"{name} does not apply to GPT-Live agents (backend gpt-live), which take turns "
+            "and transcribe by themselves: leave it out."
+        ]
+        for name in catalog.REALTIME_ONLY_FIELDS
+        if name in given
+    }

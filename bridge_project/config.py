@@ -20,6 +20,8 @@ import environ
 ENVIRONMENTS = ("development", "production", "test")
 DEFAULT_REALTIME_URL = "wss://api.openai.com/v1/realtime"
 DEFAULT_REALTIME_MODEL = "gpt-realtime"
+# GPT-Live (agents whose backend is gpt-live): the session URL takes no query string.
+DEFAULT_LIVE_URL = "wss://api.openai.com/v1/live/sessions"
 # The simulator's Twilio REST stand-in accepts these credentials. They live here, not in the
 # simulator, because the product reads them (telephony.rest uses them when no TWILIO_ACCOUNT_SID
 # is configured and TWILIO_API_BASE_URL is not Twilio's) and the product never imports the
@@ -80,6 +82,7 @@ class Config:
     openai_api_key: str
     openai_realtime_url: str
     openai_realtime_model: str
+    openai_live_url: str
     log_level: str
     warnings: list[str] = field(default_factory=list)
 
@@ -121,6 +124,8 @@ def _check_formats(values: Mapping[str, str], production: bool, problems: list[s
         _check_url("PUBLIC_BASE_URL", values["PUBLIC_BASE_URL"], schemes, problems)
     if values.get("OPENAI_REALTIME_URL"):
         _check_url("OPENAI_REALTIME_URL", values["OPENAI_REALTIME_URL"], ("wss", "ws"), problems)
+    if values.get("OPENAI_LIVE_URL"):
+        _check_url("OPENAI_LIVE_URL", values["OPENAI_LIVE_URL"], ("wss", "ws"), problems)
     if values.get("REDIS_URL"):
         _check_url("REDIS_URL", values["REDIS_URL"], ("redis", "rediss"), problems)
     if production and values.get("SECRET_KEY") and len(values["SECRET_KEY"]) < 50:
@@ -218,6 +223,7 @@ def load_config(environ_map: Mapping[str, str], base_dir: Path) -> Config:
         openai_api_key=values.get("OPENAI_API_KEY", ""),
         openai_realtime_url=values.get("OPENAI_REALTIME_URL") or DEFAULT_REALTIME_URL,
         openai_realtime_model=values.get("OPENAI_REALTIME_MODEL") or DEFAULT_REALTIME_MODEL,
+        openai_live_url=values.get("OPENAI_LIVE_URL") or DEFAULT_LIVE_URL,
         log_level=(values.get("LOG_LEVEL") or "INFO").upper(),
         warnings=warnings,
     )

@@ -25,6 +25,7 @@ from pathlib import Path
 import environ
 
 from bridge_project.config import (
+    DEFAULT_LIVE_URL,
     DEFAULT_REALTIME_URL,
     DEFAULT_TWILIO_API_BASE_URL,
     STANDIN_ACCOUNT_SID,
@@ -159,10 +160,14 @@ def start_standin(env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
     wait_for_port(port, process, STANDIN_READY_TIMEOUT_S, what="the realtime stand-in")
     env["OPENAI_REALTIME_URL"] = f"ws://127.0.0.1:{port}/v1/realtime"
+    # GPT-Live agents talk to the same stand-in, on GPT-Live's path.
+    if env.get("OPENAI_LIVE_URL", "").strip() in ("", DEFAULT_LIVE_URL):
+        env["OPENAI_LIVE_URL"] = f"ws://127.0.0.1:{port}/v1/live/sessions"
     server_url = f"http://127.0.0.1:{env.get('PORT', '8000')}"
     print(
         f"{BANNER}\n  NO OPENAI_API_KEY: calls are bridged to the LOCAL REALTIME STAND-IN at\n"
-        f"  {env['OPENAI_REALTIME_URL']} (scripted replies, not OpenAI).\n"
+        f"  {env['OPENAI_REALTIME_URL']} (scripted replies, not OpenAI;\n"
+        f"  GPT-Live agents: {env['OPENAI_LIVE_URL']}).\n"
         f"  Set OPENAI_API_KEY to talk to OpenAI. Place a test call with:\n"
         f"  .venv/bin/python manage.py simulate_call --url {server_url}\n"
         f"  or see a tool at work: ... simulate_call --scenario end_call|transfer|webhook\n"

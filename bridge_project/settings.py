@@ -241,6 +241,8 @@ TWILIO_WEBHOOK_SECRET = CONFIG.twilio_webhook_secret
 OPENAI_API_KEY = CONFIG.openai_api_key
 OPENAI_REALTIME_URL = CONFIG.openai_realtime_url
 OPENAI_REALTIME_MODEL = CONFIG.openai_realtime_model
+# GPT-Live agents' sessions (README, "GPT-Live"): OpenAI's, a proxy's, or the stand-in's.
+OPENAI_LIVE_URL = CONFIG.openai_live_url
 RECORDING_STORAGE_PATH = CONFIG.recording_storage_path
 
 _env = environ.Env()
@@ -324,6 +326,18 @@ REALTIME_PRICES_PER_M = {
     "cached_input_text": _env.float("PRICE_CACHED_TEXT_INPUT_PER_M", default=_CACHED_INPUT_PER_M),
     "output_text": _env.float("PRICE_OUTPUT_TEXT_PER_M", default=16.0),
 }
+# GPT-Live: billed per minute of session, plus the tokens of the Responses model its tool
+# calls are delegated to (LIVE_BACKEND_MODEL, at its own list prices per 1M tokens).
+LIVE_PRICE_PER_MINUTE_USD = _env.float("LIVE_PRICE_PER_MINUTE_USD", default=0.05)
+LIVE_BACKEND_MODEL = _env.str("LIVE_BACKEND_MODEL", default="gpt-5-mini")
+LIVE_BACKEND_PRICES_PER_M = {
+    "input_text": _env.float("LIVE_BACKEND_PRICE_INPUT_PER_M", default=0.25),
+    "cached_input_text": _env.float("LIVE_BACKEND_PRICE_CACHED_INPUT_PER_M", default=0.025),
+    "output_text": _env.float("LIVE_BACKEND_PRICE_OUTPUT_PER_M", default=2.0),
+}
+# A GPT-Live session is replaced by a fresh one (the conversation so far as its history) this
+# long before its expires_at, so a long call never meets the session's end mid-sentence.
+LIVE_RENEW_BEFORE_EXPIRY_S = _env.float("LIVE_RENEW_BEFORE_EXPIRY_S", default=30.0)
 # Tools (README, "Tools"). Webhook tools sign their requests with this secret (HMAC-SHA256,
 # header X-Bridge-Signature); without it they answer the model with an error.
 TOOL_WEBHOOK_SECRET = _env.str("TOOL_WEBHOOK_SECRET", default="")

@@ -29,6 +29,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from agents import catalog as agent_catalog
 from agents import selectors as agent_selectors
 from agents.catalog import E164_PATTERN
 from calls import admin_charts as charts
@@ -185,6 +186,8 @@ class CallSheet:
     outbound: bool = False
     outbound_from: str = ""  # the number an outbound call was placed from
     answered_by: str = ""  # answering machine detection's verdict, once it has one
+    # Which OpenAI service the call was configured with (its snapshot's backend), as a label.
+    backend: str = ""
     latency_help: str = LATENCY_HELP
 
 
@@ -247,6 +250,7 @@ def _analytics_rows(analytics: Any) -> list[tuple[str, Any]]:
         ("Audio tokens in cached", f"{a.cached_audio_tokens:,}"),
         ("Text tokens in / out", f"{a.input_text_tokens:,} / {a.output_text_tokens:,}"),
         ("Text tokens in cached", f"{a.cached_text_tokens:,}"),
+        *([("GPT-Live time billed", f"{a.model_seconds:.0f} s")] if a.model_seconds else []),
         ("Estimated cost", _cost(a.estimated_cost_usd)),
     ]  # fmt: skip
 
@@ -325,6 +329,7 @@ def call_sheet(call: Call) -> CallSheet:
         outbound=is_outbound(call),
         outbound_from=outbound_from(call) if is_outbound(call) else "",
         answered_by=call.get_answered_by_display() if call.answered_by else "",
+        backend=agent_catalog.backend_label(agent_catalog.snapshot_backend(call.agent_snapshot)),
     )
 
 

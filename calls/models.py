@@ -346,6 +346,11 @@ class Analytics(models.Model):
     cached_text_tokens = models.PositiveIntegerField(
         default=0, help_text="cached input text tokens (a subset of input_text_tokens)"
     )
+    model_seconds = models.FloatField(
+        default=0,
+        help_text="seconds of model session billed (GPT-Live bills per minute; 0 for the "
+        "Realtime API, billed by tokens)",
+    )
     estimated_cost_usd = models.DecimalField(max_digits=10, decimal_places=6, default=0)
     updated_at = models.DateTimeField(auto_now=True)
 

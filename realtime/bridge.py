@@ -44,6 +44,7 @@ from realtime import model as m
 from realtime.lifecycle import RecordingLease
 from realtime.store import PENDING_FINALIZATIONS, CallStore
 from realtime.tools import CallInfo, ToolOutcome, error_output, run_tool
+from realtime.track import TrackPlayback
 from telephony import messages as tw
 from telephony import rest
 from telephony.twiml import (
@@ -82,6 +83,9 @@ ACTIVE_BRIDGES: dict[str, CallBridge] = {}
 # from the call's record (the AMD webhook may reach another process) this often.
 AMD_GRACE_S = 3.0
 AMD_POLL_S = 0.25
+# A continuous track (GPT-Live) has no end of reply: a reply has been heard once the track has
+# played this long without speech after it.
+TRACK_QUIET_MS = 700.0
 
 
 @dataclass(frozen=True)
@@ -201,6 +205,23 @@ def estimated_cost_usd(usage: Mapping[str, int], prices_per_m: Mapping[str, floa
     return total / 1_000_000
 
 
+def live_cost_usd(
+    billed_seconds: float,
+    usage: Mapping[str, int],
+    per_minute_usd: float,
+    backend_prices_per_m: Mapping[str, float],
+) -> float:
+    """GPT-Live's list price: the session's seconds, plus the tokens of the Responses model
+    tool calls were delegated to (text only; cached input is part of the input)."""
+    cached = min(usage["cached_text_tokens"], usage["input_text_tokens"])
+    tokens = (
+        (usage["input_text_tokens"] - cached) * backend_prices_per_m["input_text"]
+        + cached * backend_prices_per_m["cached_input_text"]
+        + usage["output_text_tokens"] * backend_prices_per_m["output_text"]
+    )
+    return billed_seconds / 60.0 * per_minute_usd + tokens / 1_000_000
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
@@ -229,6 +250,10 @@ class CallBridge:
         self.twilio = twilio
         self.agent = agent
         self.model = model_factory(self.context, agent)
+        # GPT-Live: one continuous agent track per session, lines from timed fragments.
+        self.continuous = self.model.continuous_track
+        self._track: TrackPlayback | None = None  # the current session's track
+        self._caller_line_unanswered_end_ms: float | None = None  # for the next reply's latency
         self.recorder = recorder
         self.store = store
         self.lease = lease
@@ -359,6 +384,9 @@ class CallBridge:
         self._cut_playback(end_ms)
         if settle:
             await self._settle_model()
+        for line in self.model.finish_lines():
+            if type(line) is m.TimedLine:
+                self._on_timed_line(line)
         self._settle_agent_lines(force=True)
         tasks = (self._model_task, self._time_limit, self._answering, *self._tool_tasks.values())
         for task in tasks:
@@ -395,7 +423,13 @@ class CallBridge:
         await self.end(TIME_LIMIT_REASON, hang_up=True)
 
     def _reply_heard(self) -> bool:
-        """No reply in flight, and all the agent's audio sent has played to the caller."""
+        """No reply in flight, and all the agent's audio sent has played to the caller. On a
+        continuous track: its last speech has played and the track has been quiet since."""
+        if self.continuous:
+            track = self._track
+            if track is None or track.speech_until_ms is None:
+                return True
+            return self.now_ms() >= track.speech_until_ms + TRACK_QUIET_MS
         return not self._response_in_progress and self._playback_end_ms <= self.now_ms()
 
     async def _say(self, occasion: str, words: str) -> None:
@@ -436,17 +470,23 @@ class CallBridge:
             if self._response_in_progress:
                 await self.model.cancel_response()
             open_turn = next((s for s in self._caller_spans.values() if s.end_ms is None), None)
-            if open_turn is not None:
+            if self.continuous:
+                await self.model.commit_audio()  # no turn events: the line falls silent
+            elif open_turn is not None:
                 open_turn.end_ms = max(open_turn.start_ms, self._caller_audio_end_ms)
                 await self.model.commit_audio()
-        if not await self._wait_for(self._settled, settings.CALL_END_SETTLE_S):
+        settled = await self._wait_for(self._settled, settings.CALL_END_SETTLE_S)
+        if not settled and not self.continuous:
             logger.info("call end: gave up waiting for the model's last events")
 
     def _settled(self) -> bool:
         """Nothing more to wait for: no reply in flight, every closed caller turn transcribed,
-        every agent item that reached the caller has its text."""
+        every agent item that reached the caller has its text. A continuous-track model never
+        says a transcript is complete: the whole CALL_END_SETTLE_S is given to it."""
         if not self._model_up:
             return True
+        if self.continuous:
+            return False
         if self._response_in_progress:
             return False
         if any(span.end_ms is not None for span in self._caller_spans.values()):
@@ -609,6 +649,8 @@ class CallBridge:
             self._on_tool_call(event)  # type: ignore[arg-type]
         elif kind is m.ServiceToolCall:
             self._on_service_tool_call(event)  # type: ignore[arg-type]
+        elif kind is m.TimedLine:
+            self._on_timed_line(event)  # type: ignore[arg-type]
         elif kind is m.SessionReady:
             await self._on_session_ready(event)  # type: ignore[arg-type]
         elif kind is m.Disconnected:
@@ -636,6 +678,10 @@ class CallBridge:
             self._session_origin_ms = self._caller_audio_end_ms - event.replayed_audio_ms
         else:
             self._session_origin_ms = None
+        self._track = None  # a new session's track starts at 0
+        if event.renewal:
+            logger.info("model session renewed before it expired; the conversation goes on")
+            return
         if not event.reconnect_attempt:
             if self.outbound is not None and self.outbound.detects_machines:
                 self._answering = asyncio.create_task(self._act_on_who_answered(self.outbound))
@@ -726,8 +772,11 @@ class CallBridge:
             self.measures.model_errors += 1
             return
         now = self.now_ms()
+        plays_at = max(now, self._playback_end_ms)
+        if self.continuous:
+            self._on_track_audio(audio, now, plays_at)
         if item is None:
-            item = AgentItem(event.item_id, play_start_ms=max(now, self._playback_end_ms))
+            item = AgentItem(event.item_id, play_start_ms=plays_at)
             self._items[event.item_id] = item
             self._current_item = item
             if self._awaiting_reply_since_ms is not None:
@@ -743,6 +792,40 @@ class CallBridge:
         if item.sent_bytes - item.marked_bytes >= self.mark_interval_ms * ULAW_BYTES_PER_MS:
             await self._send_mark(item)
         self.recorder.add_agent(audio, now)
+
+    def _on_track_audio(self, audio: bytes, arrived_ms: float, plays_at_ms: float) -> None:
+        """A continuous track: keep when it plays; a reply's first sound is a turn."""
+        if self._track is None:
+            self._track = TrackPlayback()
+        if self._track.add(audio, arrived_ms, plays_at_ms):
+            self.measures.turns += 1
+
+    def _on_timed_line(self, line: m.TimedLine) -> None:
+        """A finished line of a continuous-track session, placed on the call timeline from the
+        session's (which runs with the caller's audio): the caller's as they spoke it, the
+        agent's as the caller heard it (its audio arrived then, and played after what was
+        queued). A reply's latency runs from the end of the caller's line it follows to its
+        first word heard; an agent line the caller spoke over is an interruption."""
+        text = line.text.strip()
+        if not text:
+            return
+        origin = self._session_origin_ms or 0.0
+        start, end = origin + line.start_ms, origin + line.end_ms
+        if line.role == "user":
+            self._add_line("caller", text, start, end, item_id="")
+            self._remember("user", text, start)
+            self._caller_line_unanswered_end_ms = end
+            return
+        if self._track is not None:
+            start, end = self._track.heard_at(start), self._track.heard_at(end)
+        if self._caller_line_unanswered_end_ms is not None:
+            self.measures.latencies_ms.append(max(0.0, start - self._caller_line_unanswered_end_ms))
+            self._caller_line_unanswered_end_ms = None
+        if line.interrupted:
+            self.measures.interruptions += 1
+        self._add_line("agent", text, start, end, item_id="", interrupted=line.interrupted)
+        self._remember("assistant", text, start)
+        self.store.set_analytics(self._live_analytics())
 
     async def _send_mark(self, item: AgentItem) -> None:
         """Ask Twilio to tell us when playback reaches everything sent of this item so far.
@@ -1071,8 +1154,10 @@ class CallBridge:
             "tool_errors": measures.tool_errors,
             **usage,
             "cached_input_tokens": usage["cached_audio_tokens"] + usage["cached_text_tokens"],
-            "estimated_cost_usd": estimated_cost_usd(usage, settings.REALTIME_PRICES_PER_M),
+            "estimated_cost_usd": self._estimated_cost_usd(),
         }
+        if self.continuous:
+            values["model_seconds"] = round(self.model.billed_seconds, 1)
         latencies = measures.latencies_ms
         if latencies:
             values.update(
@@ -1082,6 +1167,17 @@ class CallBridge:
                 latency_ms_max=round(max(latencies), 1),
             )
         return values
+
+    def _estimated_cost_usd(self) -> float:
+        usage = self.measures.usage
+        if self.continuous:
+            return live_cost_usd(
+                self.model.billed_seconds,
+                usage,
+                settings.LIVE_PRICE_PER_MINUTE_USD,
+                settings.LIVE_BACKEND_PRICES_PER_M,
+            )
+        return estimated_cost_usd(usage, settings.REALTIME_PRICES_PER_M)
 
     def _final_analytics(self, info: RecordingInfo | None) -> dict[str, Any]:
         values = self._live_analytics()

@@ -49,8 +49,8 @@ from realtime.model import (
 logger = logging.getLogger(__name__)
 # websockets logs every handshake header at DEBUG, Authorization included. The sockets get a
 # logger of their own pinned at INFO, so turning DEBUG on cannot put the API key in the logs.
-_socket_logger = logging.getLogger(f"{__name__}.socket")
-_socket_logger.setLevel(logging.INFO)
+socket_logger = logging.getLogger(f"{__name__}.socket")
+socket_logger.setLevel(logging.INFO)
 
 # Audio deltas are base64 strings of up to a few seconds of audio; the 1 MiB default is tight.
 MAX_MESSAGE_BYTES = 16 * 2**20
@@ -133,11 +133,11 @@ def ulaw_ms_of_base64(payload_b64: str) -> float:
     return (len(payload_b64) * 3 // 4 - padding) / 8
 
 
-class _AttemptFailed(Exception):
+class AttemptFailed(Exception):
     """One connection attempt failed; str() is the reason (never contains the API key)."""
 
 
-class _Refused(_AttemptFailed):
+class Refused(AttemptFailed):
     """The service refused us in a way retrying cannot fix."""
 
 
@@ -155,6 +155,9 @@ def session_headers(settings: RealtimeSettings) -> dict[str, str]:
 
 class OpenAIRealtimeSession:
     """A ModelSession over one OpenAI Realtime WebSocket at a time (see realtime.model)."""
+
+    continuous_track = False  # items per reply, truncated and cancelled by the bridge
+    billed_seconds = 0.0  # billed by tokens (ResponseDone's usage)
 
     def __init__(
         self,
@@ -206,9 +209,9 @@ class OpenAIRealtimeSession:
             try:
                 ws = await self._open()
                 self._connect_replayed_ms = await self._replay_caller_audio(ws)
-            except _Refused as exc:
+            except Refused as exc:
                 raise ModelUnavailable(str(exc)) from None
-            except _AttemptFailed as exc:
+            except AttemptFailed as exc:
                 reason = str(exc)
                 logger.warning("realtime connect attempt %d failed: %s", attempt + 1, reason)
                 continue
@@ -243,19 +246,19 @@ class OpenAIRealtimeSession:
                     ping_interval=self._ping_interval_s,
                     ping_timeout=self._ping_timeout_s,
                     close_timeout=CLOSE_TIMEOUT_S,
-                    logger=_socket_logger,
+                    logger=socket_logger,
                 )
                 await ws.send(orjson.dumps(protocol.session_update(self.settings)), text=True)
                 await self._await_configured(ws)
                 return ws
         except TimeoutError:
-            failure: _AttemptFailed = _AttemptFailed(f"not configured within {timeout_s:g} s")
+            failure: AttemptFailed = AttemptFailed(f"not configured within {timeout_s:g} s")
         except InvalidStatus as exc:
-            failure = _status_failure(exc.response.status_code)
-        except _AttemptFailed as exc:
+            failure = status_failure(exc.response.status_code)
+        except AttemptFailed as exc:
             failure = exc
         except (OSError, WebSocketException) as exc:
-            failure = _AttemptFailed(f"{type(exc).__name__}: {exc}")
+            failure = AttemptFailed(f"{type(exc).__name__}: {exc}")
         except asyncio.CancelledError:
             if ws is not None:
                 ws.transport.abort()  # no close handshake: the task is being torn down
@@ -272,7 +275,7 @@ class OpenAIRealtimeSession:
             if type(event) is protocol.SessionUpdated:
                 return
             if type(event) is ModelError:
-                raise _AttemptFailed(f"session.update refused: {event.code}: {event.message}")
+                raise AttemptFailed(f"session.update refused: {event.code}: {event.message}")
 
     def _went_live(self, ws: ClientConnection) -> None:
         self._ws = ws
@@ -296,9 +299,9 @@ class OpenAIRealtimeSession:
                 ws = await self._open()
                 await self._replay(ws)
                 replayed_ms = await self._replay_caller_audio(ws)
-            except _Refused as exc:
+            except Refused as exc:
                 return SessionFailed(str(exc))
-            except _AttemptFailed as exc:
+            except AttemptFailed as exc:
                 reason = str(exc)
                 logger.warning(
                     "realtime reconnect attempt %d failed: %s", self._retry_streak, reason
@@ -319,7 +322,7 @@ class OpenAIRealtimeSession:
                 event = protocol.context_item(item, self.settings.protocol)
                 await ws.send(orjson.dumps(event), text=True)
         except ConnectionClosed as exc:
-            raise _AttemptFailed(f"dropped while replaying the conversation: {exc}") from None
+            raise AttemptFailed(f"dropped while replaying the conversation: {exc}") from None
 
     async def _replay_caller_audio(self, ws: ClientConnection) -> float:
         """Send the backlog (see CallerAudioBacklog), including frames the caller sends
@@ -339,7 +342,7 @@ class OpenAIRealtimeSession:
                         await ws.send(frame, text=True)
                 self.audio_replayed_frames += len(frames)
         except ConnectionClosed as exc:
-            raise _AttemptFailed(f"dropped while replaying caller audio: {exc}") from None
+            raise AttemptFailed(f"dropped while replaying caller audio: {exc}") from None
 
     def _model_audio_frame(self, payload_b64: str) -> bytes | None:
         """input_audio_buffer.append for a Twilio payload (converted in pcm mode); None while
@@ -401,7 +404,7 @@ class OpenAIRealtimeSession:
                     if event is not None:
                         yield event
             except ConnectionClosed as exc:
-                reason = "session expired" if expired else _close_reason(exc)
+                reason = "session expired" if expired else close_reason(exc)
             self._live = False
             if self._closed:
                 return
@@ -459,7 +462,7 @@ class OpenAIRealtimeSession:
         frame = self._model_audio_frame(payload_b64)
         if frame is None:
             return
-        if _can_write_now(ws):
+        if can_write_now(ws):
             ws.protocol.send_text(frame)
             ws.send_data()
             return
@@ -508,6 +511,9 @@ class OpenAIRealtimeSession:
             return False
         return True
 
+    def finish_lines(self) -> list[ModelEvent]:
+        return []  # every line arrives whole, as its item's transcript
+
     async def close(self) -> None:
         """End the session for good: events() stops without a Disconnected; idempotent."""
         self._closed = True
@@ -517,7 +523,7 @@ class OpenAIRealtimeSession:
             await self._ws.close()
 
 
-def _can_write_now(ws: ClientConnection) -> bool:
+def can_write_now(ws: ClientConnection) -> bool:
     """True when a text frame can go straight to the transport, as `send` would put it there.
 
     `Connection.send` wraps each frame in an async context manager (state check, write, drain,
@@ -533,12 +539,12 @@ def _can_write_now(ws: ClientConnection) -> bool:
     )
 
 
-def _status_failure(status: int) -> _AttemptFailed:
+def status_failure(status: int) -> AttemptFailed:
     message = f"service answered the upgrade with HTTP {status}"
-    return _Refused(message) if status in FATAL_HTTP_STATUSES else _AttemptFailed(message)
+    return Refused(message) if status in FATAL_HTTP_STATUSES else AttemptFailed(message)
 
 
-def _close_reason(exc: ConnectionClosed) -> str:
+def close_reason(exc: ConnectionClosed) -> str:
     frame = exc.rcvd or exc.sent
     if frame is None:
         return "connection lost without a close frame"

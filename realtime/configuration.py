@@ -13,6 +13,7 @@ from django.conf import settings
 
 from agents.tools import session_tool
 from realtime import protocol
+from realtime.live import protocol as live_protocol
 from realtime.model import AgentConfig, RealtimeSettings
 
 # Sent to the local stand-in when no OpenAI key is configured (development only: production
@@ -35,9 +36,12 @@ def environment_agent_config() -> AgentConfig:
 
 
 def realtime_settings(agent: AgentConfig | None = None) -> RealtimeSettings:
+    """The session settings of an agent: its backend's URL, the deployment's connection
+    settings, the agent's configuration and its tools as the session offers them."""
     agent = agent or environment_agent_config()
+    live = agent.backend == "gpt-live"
     return RealtimeSettings(
-        url=settings.OPENAI_REALTIME_URL,
+        url=settings.OPENAI_LIVE_URL if live else settings.OPENAI_REALTIME_URL,
         api_key=settings.OPENAI_API_KEY or STANDIN_API_KEY,
         agent=agent,
         session_tools=tuple(session_tool(tool) for tool in agent.tools),
@@ -50,18 +54,28 @@ def realtime_settings(agent: AgentConfig | None = None) -> RealtimeSettings:
 
 
 def session_preview(agent_config: dict[str, Any]) -> dict[str, Any]:
-    """The session.update this deployment sends for an agent configuration (as a dict from
-    agents.services.agent_config): what the admin shows and each call's snapshot keeps."""
-    return protocol.session_update(realtime_settings(AgentConfig.from_dict(agent_config)))
+    """What this deployment sends to configure a session for an agent configuration (as a
+    dict from agents.services.agent_config): the Realtime API's session.update, or GPT-Live's
+    session.start (without history). The admin shows it and each call's snapshot keeps it."""
+    return _session_event(AgentConfig.from_dict(agent_config))
+
+
+def _session_event(config: AgentConfig) -> dict[str, Any]:
+    if config.backend == "gpt-live":
+        return live_protocol.session_start(
+            realtime_settings(config), [], backend_model=settings.LIVE_BACKEND_MODEL
+        )
+    return protocol.session_update(realtime_settings(config))
 
 
 def agent_snapshot(agent_config: dict[str, Any], *, version: int) -> dict[str, Any]:
     """What a call keeps of its agent: the configuration, its version, and the exact
     session.update it produces. The bridge configures the call's session from this, never from
-    the agent row, so an edit mid-call changes only the calls that come after it."""
+    the agent row, so an edit mid-call changes only the calls that come after it. The backend
+    is in the configuration ("backend"): which API answered the call."""
     config = AgentConfig.from_dict(agent_config)
     return {
         "version": version,
         "agent": config.to_dict(),
-        "session": protocol.session_update(realtime_settings(config)),
+        "session": _session_event(config),
     }

@@ -21,6 +21,10 @@ Role = Literal["user", "assistant"]
 
 TurnDetection = Literal["server_vad", "semantic_vad"]
 Eagerness = Literal["low", "medium", "high", "auto"]
+# Which OpenAI protocol answers the agent's calls: the Realtime API (realtime.client) or
+# GPT-Live (realtime.live). GPT-Live has no turn detection, noise reduction or transcription
+# model settings: it listens while it speaks and transcribes both sides itself.
+Backend = Literal["realtime", "gpt-live"]
 NoiseReduction = Literal["", "near_field", "far_field"]
 
 
@@ -31,6 +35,7 @@ class AgentConfig:
     call keeps it as its snapshot, so editing the agent never changes a call under way)."""
 
     model: str = "gpt-realtime"
+    backend: Backend = "realtime"
     instructions: str = "You are a helpful, concise voice assistant on a phone call."
     greeting: str = ""  # said first, as soon as the session is ready; empty: wait for the caller
     voice: str = "alloy"
@@ -107,6 +112,9 @@ class SessionReady:
     # the first connect was under way, or after a reconnect the turn a drop interrupted. The
     # session's audio clock starts that much before the end of the caller audio sent so far.
     replayed_audio_ms: float = 0.0
+    # A session replaced on purpose before it expired (GPT-Live's renewal): the conversation
+    # goes on in the new one, seeded with what was said; not a drop, not a reconnect.
+    renewal: bool = False
 
 
 @dataclass(frozen=True)
@@ -250,6 +258,23 @@ class SessionFailed:
     reason: str
 
 
+# --- events of a continuous-track session (GPT-Live) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimedLine:
+    """A finished line of a session whose transcripts come as timed fragments (GPT-Live):
+    `start_ms`/`end_ms` are on the session's timeline, which runs with the caller audio sent
+    to it (SpeechStarted's clock). `interrupted`: the caller spoke over this agent line (the
+    model stops by itself when talked over)."""
+
+    role: Role
+    text: str
+    start_ms: float
+    end_ms: float
+    interrupted: bool = False
+
+
 ModelEvent = (
     SessionReady
     | AudioDelta
@@ -266,6 +291,7 @@ ModelEvent = (
     | ModelError
     | Disconnected
     | SessionFailed
+    | TimedLine
 )
 
 ContextProvider = Callable[[], list[ContextItem]]
@@ -273,6 +299,13 @@ ContextProvider = Callable[[], list[ContextItem]]
 
 class ModelSession(Protocol):
     """One caller's conversation with the model, surviving socket drops on its own."""
+
+    # True for a model that streams one continuous agent track (GPT-Live): no items, no
+    # truncate or cancel (the model stops by itself when talked over), lines as TimedLine.
+    continuous_track: bool
+    # Model time billed so far on the call, every session included (GPT-Live bills seconds of
+    # session; 0 for a model billed by tokens alone).
+    billed_seconds: float
 
     async def connect(self) -> None:
         """Open and configure the session; raise ModelUnavailable if every attempt fails."""
@@ -304,6 +337,10 @@ class ModelSession(Protocol):
 
     def events(self) -> AsyncIterator[ModelEvent]:
         """Events until close() or SessionFailed; reconnects happen inside."""
+
+    def finish_lines(self) -> list[ModelEvent]:
+        """At the call's end: the lines still being assembled, finished as they stand (a
+        continuous-track session holds lines until the other side's timing is known)."""
 
     async def close(self) -> None: ...
 

@@ -25,6 +25,7 @@ from realtime.bridge import ACTIVE_BRIDGES, CallBridge, OutboundPlan
 from realtime.client import OpenAIRealtimeSession
 from realtime.configuration import environment_agent_config, realtime_settings
 from realtime.lifecycle import SHUTDOWN_REASON, RecordingLease, recording_path
+from realtime.live.session import OpenAILiveSession
 from realtime.model import AgentConfig, ContextProvider, ModelSession
 from realtime.store import CallStore, call_stream_claim
 from telephony import messages as tw
@@ -74,6 +75,16 @@ class FrameBudget:
 
 
 def default_model_factory(context: ContextProvider, agent: AgentConfig) -> ModelSession:
+    """The agent's backend: GPT-Live or the Realtime API."""
+    if agent.backend == "gpt-live":
+        return OpenAILiveSession(
+            realtime_settings(agent),
+            context,
+            backend_model=settings.LIVE_BACKEND_MODEL,
+            renew_before_s=settings.LIVE_RENEW_BEFORE_EXPIRY_S,
+            ping_interval_s=settings.REALTIME_PING_INTERVAL_S,
+            ping_timeout_s=settings.REALTIME_PING_TIMEOUT_S,
+        )
     return OpenAIRealtimeSession(
         realtime_settings(agent),
         context,

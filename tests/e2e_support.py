@@ -2,9 +2,10 @@
 stand-in, the Twilio REST stand-in and the simulated Twilio caller, all speaking their real
 protocols over real sockets.
 
-Each `LiveBridge.run` starts a fresh realtime stand-in and a fresh Twilio REST stand-in, points
-the server at both (OPENAI_REALTIME_URL, TWILIO_API_BASE_URL) and gives the simulated caller the
-REST stand-in, so it acts on the server's REST requests as Twilio does. Scenarios reach the REST
+Each `LiveBridge.run` starts a fresh realtime stand-in (both protocols) and a fresh Twilio REST
+stand-in, points the server at them (OPENAI_REALTIME_URL and OPENAI_LIVE_URL,
+TWILIO_API_BASE_URL) and gives the simulated caller the REST stand-in, so it acts on the
+server's REST requests as Twilio does. Scenarios reach the REST
 stand-in as `live_bridge.twilio_rest` (and `CallRun.twilio_rest`)."""
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class LiveBridge:
                 TwilioRestStandIn(**rest_options) as twilio_rest,
             ):
                 self.settings.OPENAI_REALTIME_URL = model.url
+                self.settings.OPENAI_LIVE_URL = model.live_url
                 self.settings.TWILIO_API_BASE_URL = twilio_rest.url
                 self.twilio_rest = twilio_rest
                 caller = SimulatedTwilioCaller(
@@ -82,7 +84,7 @@ class LiveBridge:
                 # The service outlives a hang-up: the bridge finishes the call (the caller's
                 # last words are still being transcribed) and then closes its model socket.
                 with contextlib.suppress(TimeoutError):
-                    await model.wait_until(lambda: not model.open_connections(), 10.0)
+                    await model.wait_until(lambda: not _sessions_open(model), 10.0)
                 return result
 
         try:
@@ -112,6 +114,11 @@ class LiveBridge:
             )
 
         return self.run(scenario, standin=standin, rest=rest)
+
+
+def _sessions_open(model: RealtimeStandIn) -> bool:
+    """Whether the bridge still holds a model session open (either protocol)."""
+    return bool(model.open_connections()) or any(not c.closed for c in model.live_connections)
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float = 20.0, what: str = "") -> Any:

@@ -1,5 +1,9 @@
 """The agent as the API reads and writes it: the model's fields and rules (agents.validators),
-its numbers as a list of E.164 strings, and the version, which only the services move."""
+its numbers as a list of E.164 strings, and the version, which only the services move.
+
+A GPT-Live agent's realtime-only settings (catalog.REALTIME_ONLY_FIELDS) read as null: they
+do not apply to it (the stored values are kept, unused, for a switch back to the Realtime API),
+and a write that sets them for a GPT-Live agent is refused."""
 
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ AGENT_EXAMPLE = {
     "greeting": "Hello, this is Acme support. How can I help?",
     "voice": "marin",
     "model": "gpt-realtime",
+    "backend": "realtime",
     "language": "en",
     "turn_detection": "server_vad",
     "vad_threshold": 0.6,
@@ -79,6 +84,21 @@ class ToolsField(serializers.JSONField):
             request_only=True,
         ),
         OpenApiExample(
+            "A GPT-Live agent",
+            value={
+                key: value
+                for key, value in AGENT_EXAMPLE.items()
+                if key not in catalog.REALTIME_ONLY_FIELDS
+            }
+            | {
+                "slug": "support-live",
+                "phone_numbers": ["+14155550101"],
+                "backend": "gpt-live",
+                "model": "gpt-live-1.1",
+            },
+            request_only=True,
+        ),
+        OpenApiExample(
             "An agent, as read",
             value={
                 **AGENT_EXAMPLE,
@@ -86,6 +106,22 @@ class ToolsField(serializers.JSONField):
                 "version": 3,
                 "created_at": "2026-11-02T09:30:00Z",
                 "updated_at": "2026-11-28T16:05:12Z",
+            },
+            response_only=True,
+        ),
+        OpenApiExample(
+            "A GPT-Live agent, as read (the Realtime API's settings are null)",
+            value={
+                **AGENT_EXAMPLE,
+                **dict.fromkeys(catalog.REALTIME_ONLY_FIELDS),
+                "slug": "support-live",
+                "phone_numbers": ["+14155550101"],
+                "backend": "gpt-live",
+                "model": "gpt-live-1.1",
+                "url": "https://voice.example.com/api/agents/support-live",
+                "version": 1,
+                "created_at": "2026-12-01T09:30:00Z",
+                "updated_at": "2026-12-01T09:30:00Z",
             },
             response_only=True,
         ),
@@ -125,17 +161,20 @@ class AgentSerializer(serializers.ModelSerializer):
         help_text="E.164 numbers that reach this agent; a list given replaces them all. A number "
         "already on another agent is refused.",
     )
-    # Choice fields: the schema lists the names; the voice is checked against the model below.
+    # Choice fields: the schema lists the names of both backends; the model and the voice are
+    # checked against the backend (and the voice against the model) below.
     model = serializers.ChoiceField(
-        choices=catalog.REALTIME_MODELS,
+        choices=catalog.MODELS,
         required=False,
-        help_text="The realtime model (default gpt-realtime).",
+        help_text="One of the backend's models: the Realtime API's gpt-realtime... (default "
+        "gpt-realtime), or GPT-Live's gpt-live-1 and gpt-live-1.1 (default gpt-live-1.1).",
     )
     voice = serializers.ChoiceField(
-        choices=catalog.VOICES,
+        choices=catalog.ALL_VOICES,
         required=False,
-        help_text="One of the model's voices (default alloy); marin and cedar need a "
-        "gpt-realtime model, not a gpt-4o-*-realtime-preview.",
+        help_text="One of the backend's voices (default alloy; marin for GPT-Live). The Realtime "
+        "API has alloy to cedar, and marin and cedar need a gpt-realtime model, not a "
+        "gpt-4o-*-realtime-preview; GPT-Live has those and more (beacon, bossa, ... willow).",
     )
     transcription_model = serializers.ChoiceField(
         choices=catalog.TRANSCRIPTION_MODELS,
@@ -187,9 +226,21 @@ class AgentSerializer(serializers.ModelSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """The rules between the fields this request sets (the schema states them too, as
-        `not` clauses). With the agent's stored fields they are checked by the view: a
-        conflict with what is stored is a 409, not a malformed request."""
-        errors = validators.agent_cross_field_errors(attrs)
+        `not` clauses); a new agent's backend is the Realtime API unless the request says
+        otherwise. With the agent's stored fields they are checked by the view: a conflict
+        with what is stored is a 409, not a malformed request."""
+        values = attrs if self.partial else {"backend": catalog.DEFAULT_BACKEND, **attrs}
+        errors = {
+            **validators.agent_cross_field_errors(values),
+            **validators.realtime_only_errors(values.get("backend"), attrs),
+        }
         if errors:
             raise serializers.ValidationError(errors)
         return attrs
+
+    def to_representation(self, instance: Agent) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if instance.backend == "gpt-live":
+            # The schema says these may be null (agents.api.schema): not this agent's settings.
+            data.update(dict.fromkeys(catalog.REALTIME_ONLY_FIELDS))
+        return data

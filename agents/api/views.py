@@ -2,7 +2,8 @@
 
 400 is for a request the schema refuses (the serializer's checks, the rules between the fields
 it sets); 409 for a well-formed request that conflicts with what is stored: a slug or number
-another agent has, the agent's own stored settings, the rule that there is one default agent.
+another agent has, the agent's own stored settings (a GPT-Live agent's realtime-only settings
+among them), the rule that there is one default agent.
 Those are checked here before the service runs; whatever the service still refuses (a race
 with another write) is a 409 too, as is AgentDeleteRefused.
 """
@@ -108,6 +109,30 @@ STORED_CONFLICT_EXAMPLE = OpenApiExample(
         }
     },
 )
+_NOT_FOR_LIVE = (
+    "turn_detection does not apply to GPT-Live agents (backend gpt-live), which take turns and "
+    "transcribe by themselves: leave it out."
+)
+INVALID_LIVE_EXAMPLE = OpenApiExample(
+    "A Realtime API setting for a GPT-Live agent",
+    value={
+        "error": {
+            "code": "invalid",
+            "message": f"turn_detection: {_NOT_FOR_LIVE}",
+            "details": {"turn_detection": [_NOT_FOR_LIVE]},
+        }
+    },
+)
+STORED_LIVE_CONFLICT_EXAMPLE = OpenApiExample(
+    "A Realtime API setting for a stored GPT-Live agent",
+    value={
+        "error": {
+            "code": "conflicts_with_stored_agent",
+            "message": f"turn_detection: {_NOT_FOR_LIVE}",
+            "details": {"turn_detection": [_NOT_FOR_LIVE]},
+        }
+    },
+)
 DEFAULT_REQUIRED_EXAMPLE = OpenApiExample(
     "Unsetting the default",
     value={
@@ -190,7 +215,12 @@ def _stored_conflict(agent: Agent, fields: dict[str, Any]) -> Conflict | None:
             },
         )
     stored = {field.name: getattr(agent, field.attname) for field in Agent._meta.concrete_fields}
-    errors = validators.agent_cross_field_errors({**stored, **fields})
+    errors = {
+        **validators.agent_cross_field_errors({**stored, **fields}),
+        # A GPT-Live agent's realtime-only settings (a request that makes it GPT-Live and
+        # sets them is a 400 already).
+        **validators.realtime_only_errors(fields.get("backend", agent.backend), fields),
+    }
     return _conflict("conflicts_with_stored_agent", errors) if errors else None
 
 
@@ -235,7 +265,7 @@ def _split(validated: dict[str, Any]) -> tuple[dict[str, Any], list[str] | None]
             **error_responses(
                 *WRITE_ERRORS,
                 examples={
-                    400: [INVALID_EXAMPLE],
+                    400: [INVALID_EXAMPLE, INVALID_LIVE_EXAMPLE],
                     409: [SLUG_TAKEN_EXAMPLE, NUMBER_TAKEN_EXAMPLE],
                 },
             ),
@@ -253,9 +283,10 @@ def _split(validated: dict[str, Any]) -> tuple[dict[str, Any], list[str] | None]
                 *WRITE_ERRORS,
                 404,
                 examples={
-                    400: [INVALID_EXAMPLE],
+                    400: [INVALID_EXAMPLE, INVALID_LIVE_EXAMPLE],
                     409: [
                         STORED_CONFLICT_EXAMPLE,
+                        STORED_LIVE_CONFLICT_EXAMPLE,
                         DEFAULT_REQUIRED_EXAMPLE,
                         SLUG_TAKEN_EXAMPLE,
                         NUMBER_TAKEN_EXAMPLE,

@@ -12,6 +12,7 @@ from drf_spectacular.utils import OpenApiExample, extend_schema_field, extend_sc
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 
+from agents import catalog as agent_catalog
 from agents.validators import validate_e164
 from calls import selectors
 from calls.api.fields import (
@@ -230,11 +231,17 @@ class CallDetailSerializer(serializers.ModelSerializer):
         allow_null=True,
         help_text="The agent's version when the call came in (null: no agent).",
     )
+    backend = serializers.SerializerMethodField(
+        help_text="Which OpenAI service the call was configured with: realtime (the Realtime "
+        "API) or gpt-live (GPT-Live), as its agent snapshot says. Calls from before agents had "
+        "a backend, and calls without an agent (the environment's configuration), are realtime.",
+    )
     agent_snapshot = serializers.JSONField(
         read_only=True,
         help_text='What the model was told, as it was when the call came in: {"version", '
-        '"agent": the configuration, "session": the session.update sent}, and for an outbound '
-        'call "outbound": {"machine_detection", "voicemail_message"}; {} without an agent.',
+        '"agent": the configuration (its "backend" included, for calls since agents have one), '
+        '"session": what the session was started with}, and for an outbound call "outbound": '
+        '{"machine_detection", "voicemail_message"}; {} without an agent.',
     )
     transcripts = TranscriptSerializer(many=True, read_only=True)
     tool_calls = ToolCallSerializer(
@@ -250,6 +257,7 @@ class CallDetailSerializer(serializers.ModelSerializer):
         fields = (
             *CALL_FIELDS,
             "agent_version",
+            "backend",
             "agent_snapshot",
             "transcripts",
             "tool_calls",
@@ -259,6 +267,10 @@ class CallDetailSerializer(serializers.ModelSerializer):
             "note_entries",
         )
         extra_kwargs = {name: {"help_text": text} for name, text in CALL_FIELD_HELP.items()}
+
+    @extend_schema_field(serializers.ChoiceField(choices=agent_catalog.BACKENDS))
+    def get_backend(self, call: Call) -> str:
+        return agent_catalog.snapshot_backend(call.agent_snapshot)
 
 
 @extend_schema_serializer(

@@ -48,7 +48,7 @@ from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from audio.g711 import ulaw_encode
+from audio.g711 import ulaw_encode, ulaw_is_audible
 from bridge_project.config import STANDIN_ACCOUNT_SID
 from simulator.speech import speech
 from simulator.twilio.script import (
@@ -229,7 +229,7 @@ class SimulatedTwilioCaller:
         self.protocol_errors: list[str] = []  # what Twilio would reject or not understand
         self.script_error: str | None = None
         self.agent_audio = bytearray()  # every media payload, cleared or not
-        self.agent_arrivals: list[tuple[float, int]] = []  # (ms, bytes) per media message
+        self.agent_arrivals: list[tuple[float, int]] = []  # (ms, bytes) per audible media message
         self.played = bytearray()  # what actually reached the caller's ear
         self.clears_ms: list[float] = []
         self.played_bytes_at_clear: list[int] = []  # len(played) when each clear arrived
@@ -237,7 +237,11 @@ class SimulatedTwilioCaller:
         self.marks_received: list[str] = []
         self.marks_echoed: list[tuple[str, float]] = []
         self._playback = bytearray()
-        self._drained_at_ms = 0.0  # when the playback buffer last ran empty
+        self._drained_at_ms = 0.0  # when the last audible agent audio finished playing
+        # Where (in bytes played, counting what is queued) the last audible agent audio ends:
+        # a person hears speech, not packets, so silence the agent streams (GPT-Live's
+        # continuous track) is played but neither starts nor prolongs a reply.
+        self._audible_end = 0
         self._pending_marks: list[PendingMark] = []
         self._sequence = 0
         self._t0 = 0.0
@@ -778,10 +782,10 @@ class SimulatedTwilioCaller:
         # audio still playing now (the agent talked on while the caller spoke). Audio that
         # arrived during the turn belongs to the reply it interrupted.
         since = self.speech_spans_ms[-1][1] if self.speech_spans_ms else 0.0
-        still_playing = bool(self._playback)
+        still_playing = self._audible_queued()
 
         def heard_all() -> bool:
-            if not (still_playing or self._arrival_after(since)) or self._playback:
+            if not (still_playing or self._arrival_after(since)) or self._audible_queued():
                 return False
             return self.now_ms() - self._drained_at_ms >= step.quiet_s * 1000
 
@@ -819,12 +823,15 @@ class SimulatedTwilioCaller:
     def _played_total(self) -> int:
         return len(self.played)
 
+    def _audible_queued(self) -> bool:
+        return self._played_total < self._audible_end
+
     async def _play(self, nbytes: int) -> None:
         """Play up to `nbytes` of buffered agent audio and echo the marks it reaches."""
         chunk = self._playback[:nbytes]
         del self._playback[:nbytes]
         self.played += chunk
-        if chunk and not self._playback:
+        if chunk and self._played_total - len(chunk) < self._audible_end <= self._played_total:
             self._drained_at_ms = self.now_ms()
         while self._pending_marks and self._pending_marks[0].position <= self._played_total:
             await self._echo_mark(self._pending_marks.pop(0).name)
@@ -886,8 +893,10 @@ class SimulatedTwilioCaller:
             self.protocol_errors.append(f"media: bad payload ({exc})")
             return
         self.agent_audio += audio
-        self.agent_arrivals.append((self.now_ms(), len(audio)))
         self._playback += audio
+        if ulaw_is_audible(audio):
+            self.agent_arrivals.append((self.now_ms(), len(audio)))
+            self._audible_end = self._played_total + len(self._playback)
 
     def _on_mark(self, message: dict[str, Any]) -> None:
         name = (message.get("mark") or {}).get("name")
@@ -903,6 +912,7 @@ class SimulatedTwilioCaller:
         self.clears_ms.append(self.now_ms())
         self.played_bytes_at_clear.append(len(self.played))
         self._playback.clear()
+        self._audible_end = min(self._audible_end, self._played_total)
         self._drained_at_ms = self.now_ms()
         pending, self._pending_marks = self._pending_marks, []
         for mark in pending:

@@ -59,6 +59,7 @@ def form_data(agent: Agent, **changes: Any) -> dict[str, Any]:
         "instructions": agent.instructions,
         "greeting": agent.greeting,
         "voice": agent.voice,
+        "backend": agent.backend,
         "model": agent.model,
         "language": agent.language,
         "turn_detection": agent.turn_detection,
@@ -175,7 +176,7 @@ def test_the_form_is_grouped_who_what_how(staff_editor, make_agent) -> None:
         "What the model is sent",
     ]
     assert fieldsets[0][1] == ("name", "slug", "is_default", "is_active")
-    assert fieldsets[1][1] == ("instructions", "greeting", "voice", "model", "language")
+    assert fieldsets[1][1] == ("instructions", "greeting", "backend", "model", "voice", "language")
     assert set(fieldsets[2][1]) == {
         "turn_detection", "vad_threshold", "vad_prefix_padding_ms", "vad_silence_duration_ms",
         "vad_eagerness", "noise_reduction", "idle_timeout_ms", "transcription_model",
@@ -302,6 +303,7 @@ def test_adding_an_agent_through_the_form(staff_editor, make_agent) -> None:
         "instructions": "We are closed; take a message.",
         "greeting": "Hello, we are closed.",
         "voice": "sage",
+        "backend": "realtime",
         "model": "gpt-realtime",
         "language": "",
         "turn_detection": "server_vad",

@@ -133,7 +133,7 @@ def test_one_agent_has_every_field(api, make_agent) -> None:
     body = api.get(detail("sales")).json()
     assert set(body) == {
         "slug", "url", "name", "is_default", "is_active", "version", "phone_numbers",
-        "model", "instructions", "greeting", "voice", "language", "turn_detection",
+        "model", "backend", "instructions", "greeting", "voice", "language", "turn_detection",
         "vad_threshold", "vad_prefix_padding_ms", "vad_silence_duration_ms", "vad_eagerness",
         "noise_reduction", "idle_timeout_ms", "transcription_model", "max_call_minutes",
         "tools", "created_at", "updated_at",

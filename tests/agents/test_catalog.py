@@ -102,3 +102,86 @@ def test_language_codes_are_iso_639_1() -> None:
     assert len(catalog.LANGUAGE_CODES) == 183
     assert {"en", "es", "fr", "de", "zh", "ja", "pt"} <= catalog.LANGUAGE_CODES
     assert all(len(code) == 2 and code.islower() for code in catalog.LANGUAGE_CODES)
+
+
+# --- GPT-Live ----------------------------------------------------------------------------------
+
+
+def test_the_live_models_are_the_sdk_session_models() -> None:
+    from openai.types.live.session_config import SessionConfig
+
+    # Union[str, Literal[...]]: the Literal's names are the ones the SDK knows.
+    sdk = literal_values(SessionConfig.model_fields["model"].annotation)
+    assert sdk, "the SDK no longer names GPT-Live's models"
+    assert set(catalog.LIVE_MODELS) == sdk, (
+        "agents/catalog.py LIVE_MODELS differs from the openai SDK: "
+        f"missing {sorted(sdk - set(catalog.LIVE_MODELS))}, "
+        f"unknown to the SDK {sorted(set(catalog.LIVE_MODELS) - sdk)}"
+    )
+    assert catalog.DEFAULT_LIVE_MODEL == "gpt-live-1.1" in catalog.LIVE_MODELS
+
+
+def test_the_live_voices_are_the_sdk_built_in_voices() -> None:
+    from openai.types.live import BuiltInVoice
+
+    sdk = literal_values(BuiltInVoice)
+    assert set(catalog.LIVE_VOICES) == sdk
+    assert len(catalog.LIVE_VOICES) == len(sdk)
+    assert catalog.DEFAULT_LIVE_VOICE == "marin" in catalog.LIVE_VOICES
+
+
+def test_the_backends_are_agent_configs() -> None:
+    assert set(catalog.BACKENDS) == literal_values(typing.get_type_hints(AgentConfig)["backend"])
+    assert AgentConfig().backend == catalog.DEFAULT_BACKEND == "realtime"
+    assert catalog.BACKEND_LABELS == {
+        "realtime": "OpenAI Realtime API",
+        "gpt-live": "OpenAI GPT-Live",
+    }
+
+
+def test_each_backend_has_its_own_models_and_voices() -> None:
+    assert not set(catalog.REALTIME_MODELS) & set(catalog.LIVE_MODELS)
+    assert (*catalog.REALTIME_MODELS, *catalog.LIVE_MODELS) == catalog.MODELS
+    # Every realtime voice is a GPT-Live voice too; GPT-Live has more.
+    assert set(catalog.VOICES) < set(catalog.LIVE_VOICES) == set(catalog.ALL_VOICES)
+    assert not set(catalog.LIVE_ONLY_VOICES) & set(catalog.VOICES)
+    assert (catalog.models_for_backend("gpt-live"), catalog.voices_for_backend("gpt-live")) == (
+        catalog.LIVE_MODELS,
+        catalog.LIVE_VOICES,
+    )
+    assert (catalog.default_model("gpt-live"), catalog.default_voice("gpt-live")) == (
+        "gpt-live-1.1",
+        "marin",
+    )
+    assert (catalog.default_model("realtime"), catalog.default_voice("realtime")) == (
+        "gpt-realtime",
+        "alloy",
+    )
+
+
+def test_the_realtime_only_settings_are_agent_settings() -> None:
+    assert set(catalog.REALTIME_ONLY_FIELDS) < set(catalog.AGENT_CONFIG_FIELDS)
+    assert {
+        "model",
+        "backend",
+        "voice",
+        "instructions",
+        "greeting",
+        "max_call_minutes",
+        "tools",
+    }.isdisjoint(catalog.REALTIME_ONLY_FIELDS)
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "backend"),
+    [
+        ({"version": 2, "agent": {"backend": "gpt-live", "voice": "marin"}}, "gpt-live"),
+        ({"version": 2, "agent": {"backend": "realtime"}}, "realtime"),
+        ({"version": 1, "agent": {"voice": "marin"}}, "realtime"),  # before backends
+        ({}, "realtime"),  # no agent: the environment's configuration
+        (None, "realtime"),
+        ({"agent": "odd"}, "realtime"),
+    ],
+)
+def test_a_snapshots_backend(snapshot, backend) -> None:
+    assert catalog.snapshot_backend(snapshot) == backend

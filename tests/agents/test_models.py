@@ -74,7 +74,7 @@ def test_a_greeting_is_optional_and_at_most_1000_characters() -> None:
 @pytest.mark.parametrize(
     ("field", "value", "words"),
     [
-        ("model", "gpt-5-turbo-realtime", "Unknown realtime model"),
+        ("model", "gpt-5-turbo-realtime", "Unknown model"),
         ("voice", "darth", "Unknown voice"),
         ("transcription_model", "speech-o-matic", "Unknown transcription model"),
         ("language", "english", "ISO-639-1"),

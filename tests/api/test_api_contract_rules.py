@@ -274,7 +274,7 @@ def test_the_agent_schema_states_the_validators_ranges_and_codes(schema) -> None
         assert properties["phone_numbers"]["uniqueItems"] is True
     request = components["AgentRequest"]
     assert request["properties"]["instructions"]["maxLength"] == 16000
-    assert len(request["allOf"]) == 3  # the rules between fields, as `not` clauses
+    assert len(request["allOf"]) == 8  # the rules between fields, as `not` clauses
 
 
 @pytest.mark.parametrize(

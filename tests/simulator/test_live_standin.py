@@ -230,7 +230,7 @@ async def test_the_greeting_is_said_word_for_word_on_a_continuous_real_time_trac
     # Speech within the track, silence around it.
     track = bytes(connection.output_audio)
     assert track[:80] == b"\xff" * 80
-    start = round(utterance.start_ms * 8)
+    start = round(utterance.track_ms * 8)
     assert track[start : start + 8000] != b"\xff" * 8000
     deltas = live_client.of_type("session.output_transcript.delta")
     assert deltas[0]["start_ms"] == round(utterance.start_ms)

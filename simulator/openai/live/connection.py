@@ -16,12 +16,13 @@ What the stand-in promises, as the service behaves wherever the bridge can tell:
 * **the output track** is one continuous `session.output_audio.delta` stream from
   session.started to the end, `chunk_ms` a delta, paced at real time on an absolute schedule
   (the audio sent is always the time elapsed, to within a chunk): silence, or speech
-  (`simulator.speech`) while the model talks. Its position is the output side of the timeline:
-  with a client that streams the caller at real time, both clocks agree;
+  (`simulator.speech`) while the model talks. The track is not the timeline: a client that
+  sends a burst of audio (a backlog after a reconnect) moves the timeline ahead of it;
 * a reply starts `reply_delay_s` after a caller turn ends (never while the caller is speaking),
-  its words as `session.output_transcript.delta`s, each sent once its audio has gone out, timed
-  on the track. No VAD events, no truncate or cancel: when the caller talks over a reply, the
-  model stops by itself at the next chunk, and its transcript stops with the last whole word;
+  its words as `session.output_transcript.delta`s, each sent once its audio has gone out,
+  timed on the session timeline from where it stood when the reply began. No VAD events, no
+  truncate or cancel: when the caller talks over a reply, the model stops by itself at the
+  next chunk, and its transcript stops with the last whole word;
 * `session.commentary.append` ("Greet the caller now with: ...") is said like a reply after
   the same delay. As the Realtime stand-in does with response instructions, **a quoted passage
   in it ("..." or curly quotes) is said word for word**; without one, the next scripted reply;
@@ -130,7 +131,8 @@ class Utterance:
     text: str
     samples: np.ndarray
     rate: int
-    start_ms: float = 0.0  # where it began on the output track
+    start_ms: float = 0.0  # where it began on the session timeline (the input audio's clock)
+    track_ms: float = 0.0  # where it began on the output track
     position: int = 0  # samples played so far
     words_said: int = 0
     interrupted: bool = False
@@ -569,7 +571,9 @@ class LiveConnection(SessionSocket):
         seconds, text = reply.seconds, reply.text
         seed = self.index * 1000 + len(self.utterances)
         samples = speech(seconds, rate=self.format.rate, seed=seed)
-        utterance = Utterance(text, samples, self.format.rate, start_ms=self.output_ms)
+        utterance = Utterance(
+            text, samples, self.format.rate, start_ms=self.input_ms, track_ms=self.output_ms
+        )
         self.utterances.append(utterance)
         return utterance
 
@@ -614,7 +618,7 @@ class LiveConnection(SessionSocket):
         return self.speaking
 
     async def _say_words(self, utterance: Utterance) -> None:
-        """Each word's transcript once its audio has gone out, timed on the track."""
+        """Each word's transcript once its audio has gone out, timed on the session timeline."""
         words = utterance.text.split()
         while utterance.words_said < len(words):
             start_ms, end_ms = utterance.word_span(utterance.words_said, len(words))
