@@ -2,11 +2,17 @@
 
 For each run: a fresh SQLite database and recordings folder, the server pinned to core 0 with
 `taskset` (`make run`'s uvicorn command, or daphne, or the yardstick app), and
-`manage.py loadtest --echo --json` pinned to core 1 (its stand-in inside it, so both ends are
-timed on one clock). Prints a Markdown table; `--json-out` keeps every run's full result.
+`manage.py loadtest --echo --json` (no `--echo` for `listen`) pinned to core 1 (its stand-in
+inside it, so both ends are timed on one clock). Prints a Markdown table; `--json-out` keeps
+every run's full result.
 
-    .venv/bin/python bench/run.py                       # the full bench (about 4 minutes)
-    .venv/bin/python bench/run.py --runs uvicorn:100 --seconds 10
+Run kinds (kind:calls[:end]): `uvicorn`, `daphne`, `yardstick` (echo, Realtime agent);
+`live`: uvicorn with a GPT-Live default agent, echo (GPT-Live's track is continuous, so a quiet
+GPT-Live agent sends the caller 50 messages a second per call, as echo does); `listen`: uvicorn,
+Realtime agent, listen-only (no echo: a quiet Realtime agent sends the caller nothing).
+
+    .venv/bin/python bench/run.py                       # the full bench (about 6 minutes)
+    .venv/bin/python bench/run.py --runs uvicorn:100,live:100,listen:100 --seconds 20
 """
 
 from __future__ import annotations
@@ -34,8 +40,27 @@ from bridge_project.serve import free_port, server_command, wait_for_port  # noq
 PYTHON = sys.executable
 # kind:calls[:end] -- `end`: every other call hangs up mid-run (loadtest --end-half).
 DEFAULT_RUNS = (
-    "uvicorn:50,uvicorn:100,uvicorn:150,uvicorn:200,daphne:100,yardstick:100,uvicorn:150:end"
+    "uvicorn:50,uvicorn:100,live:100,listen:100,uvicorn:150,uvicorn:200,daphne:100,"
+    "yardstick:100,uvicorn:150:end"
 )
+# The server each run kind starts (live and listen are the bridge under uvicorn).
+SERVERS = {
+    "uvicorn": "uvicorn",
+    "daphne": "daphne",
+    "yardstick": "yardstick",
+    "live": "uvicorn",
+    "listen": "uvicorn",
+}
+# The live runs' default agent, made in the fresh database before the server starts: every
+# simulated call reaches the default agent (its number has no agent of its own).
+LIVE_AGENT = """
+from agents.services import agent_create
+agent_create(fields={
+    "name": "Bench GPT-Live", "slug": "bench-gpt-live", "backend": "gpt-live",
+    "model": "gpt-live-1.1", "voice": "marin", "is_default": True,
+    "instructions": "You are a friendly, concise phone assistant.",
+})
+"""
 PUBLIC = "https://bench.example.test"
 SERVER_CORE = "0"
 GENERATOR_CORE = "1"
@@ -56,6 +81,7 @@ def run_env(workdir: Path, standin_port: int, token: str) -> dict[str, str]:
         "TWILIO_ACCOUNT_SID": "",
         "PUBLIC_BASE_URL": PUBLIC,
         "OPENAI_REALTIME_URL": f"ws://127.0.0.1:{standin_port}/v1/realtime",
+        "OPENAI_LIVE_URL": f"ws://127.0.0.1:{standin_port}/v1/live/sessions",
         "OPENAI_API_KEY": "sk-bench-" + secrets.token_hex(8),
         "YARDSTICK_REALTIME_URL": f"ws://127.0.0.1:{standin_port}/v1/realtime",
         "LOG_LEVEL": "WARNING",
@@ -63,6 +89,7 @@ def run_env(workdir: Path, standin_port: int, token: str) -> dict[str, str]:
 
 
 def command_for(kind: str, port: int) -> list[str]:
+    kind = SERVERS[kind]
     if kind == "yardstick":
         # The same uvicorn flags as ours: the comparison is the app, not the server.
         command = server_command("uvicorn", "127.0.0.1", port)
@@ -78,6 +105,12 @@ def server(kind: str, port: int, env: dict[str, str], workdir: Path) -> Iterator
         subprocess.run(
             [PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
         )
+    if kind == "live":
+        made = subprocess.run(
+            [PYTHON, "manage.py", "shell", "-c", LIVE_AGENT], cwd=ROOT, env=env, capture_output=True
+        )
+        if made.returncode != 0:
+            raise SystemExit(f"could not make the GPT-Live agent:\n{made.stderr.decode()[-2000:]}")
     with open(workdir / "server.log", "wb") as log:
         process = subprocess.Popen(
             pinned(SERVER_CORE, command_for(kind, port)),
@@ -101,6 +134,8 @@ def server(kind: str, port: int, env: dict[str, str], workdir: Path) -> Iterator
 
 
 def one_run(kind: str, calls: int, seconds: float, *, end_half: bool = False) -> dict:
+    if kind not in SERVERS:
+        raise SystemExit(f"unknown run kind {kind!r} (kinds: {', '.join(SERVERS)})")
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-{calls}-"))
     port, standin_port, token = free_port(), free_port(), secrets.token_hex(16)
     env = run_env(workdir, standin_port, token)
@@ -108,8 +143,9 @@ def one_run(kind: str, calls: int, seconds: float, *, end_half: bool = False) ->
         generator = [
             PYTHON, "manage.py", "loadtest", "--url", f"http://127.0.0.1:{port}",
             "--public-base-url", PUBLIC, "--calls", str(calls), "--seconds", str(seconds),
-            "--echo", "--json", "--standin-port", str(standin_port), "--server-pid", str(pid),
-        ] + (["--end-half"] if end_half else [])  # fmt: skip
+            "--json", "--standin-port", str(standin_port), "--server-pid", str(pid),
+        ] + ([] if kind == "listen" else ["--echo"])  # fmt: skip
+        generator += ["--end-half"] if end_half else []
         done = subprocess.run(
             pinned(GENERATOR_CORE, generator),
             cwd=ROOT,
@@ -120,6 +156,11 @@ def one_run(kind: str, calls: int, seconds: float, *, end_half: bool = False) ->
     if done.returncode != 0:
         raise SystemExit(f"loadtest failed:\n{done.stderr.decode()[-3000:]}")
     result = json.loads(done.stdout)
+    # A row is only what its label says if its calls' model sessions spoke that protocol.
+    protocol = "live" if kind == "live" else "realtime"
+    sessions = result.get("model_sessions", {})
+    if not sessions.get(protocol) or sum(sessions.values()) != sessions[protocol]:
+        raise SystemExit(f"the {kind} run's model sessions should all be {protocol}: {sessions}")
     result["kind"] = kind
     result["end_half"] = end_half
     result["workdir"] = str(workdir)
@@ -133,6 +174,8 @@ def label(result: dict) -> str:
         "uvicorn": "bridge (uvicorn), recording + DB",
         "daphne": "bridge (daphne), recording + DB",
         "yardstick": "yardstick (FastAPI forwarder)",
+        "live": "bridge (uvicorn), GPT-Live agent",
+        "listen": "bridge (uvicorn), listen-only (no echo)",
     }[result["kind"]]
 
 
@@ -148,16 +191,18 @@ def table(results: list[dict]) -> list[str]:
         ys = None if r.get("end_half") else yardstick.get(r["config"]["calls"])
         ratio = (
             f"{r['server_cpu_pct'] / ys['server_cpu_pct']:.2f}"
-            if ys is not None and r["kind"] != "yardstick" and ys["server_cpu_pct"]
+            if ys is not None and r["kind"] in ("uvicorn", "daphne") and ys["server_cpu_pct"]
             else ""
         )
         i, o = r["inbound_ms"], r["outbound_ms"]
+        echo = r["config"]["echo"]
+        out = f"{o['p50']:.2f} / {o['p99']:.2f} / {o['max']:.1f}" if echo else "(no echo)"
+        lost = f"{r['frames_lost_in']}/{r['frames_lost_out'] if echo else '-'}"
         lines.append(
             f"| {label(r)} | {r['config']['calls']} | {r['server_cpu_pct']:.1f} "
             f"| {r['server_cpu_pct_per_call']:.3f} | {ratio} "
-            f"| {i['p50']:.2f} / {i['p99']:.2f} / {i['max']:.1f} "
-            f"| {o['p50']:.2f} / {o['p99']:.2f} / {o['max']:.1f} "
-            f"| {r['frames_lost_in']}/{r['frames_lost_out']} | {r['calls_failed']} "
+            f"| {i['p50']:.2f} / {i['p99']:.2f} / {i['max']:.1f} | {out} "
+            f"| {lost} | {r['calls_failed']} "
             f"| {r['server_rss_mb_peak']:.0f} | {r['server_rss_kb_per_call']:.0f} "
             f"| {r['generator_lag_ms']['p99']:.2f} | {'yes' if r['valid'] else 'NO'} |"
         )
@@ -168,6 +213,31 @@ def table(results: list[dict]) -> list[str]:
                 f"\nWhile half of the {r['config']['calls']} calls ended: the other calls' p99 "
                 f"{i['p99']:.2f} ms in, {o['p99']:.2f} ms out (max {i['max']:.1f} / "
                 f"{o['max']:.1f} ms)."
+            )
+    lines.extend(track_costs(results))
+    return lines
+
+
+def track_costs(results: list[dict]) -> list[str]:
+    """What sending the caller 50 messages a second per call costs: each echo row's CPU over
+    the listen-only row at the same number of calls."""
+    steady = [r for r in results if not r.get("end_half")]
+    lines = []
+    for quiet in (r for r in steady if r["kind"] == "listen"):
+        calls = quiet["config"]["calls"]
+        costs = [
+            f"{name} +{r['server_cpu_pct'] - quiet['server_cpu_pct']:.1f} points "
+            f"({(r['server_cpu_pct'] - quiet['server_cpu_pct']) / calls:.3f} per call"
+            f"{'' if r['valid'] else ', an invalid run'})"
+            for kind, name in (("uvicorn", "Realtime echo"), ("live", "GPT-Live echo"))
+            for r in steady
+            if r["kind"] == kind and r["config"]["calls"] == calls
+        ]
+        if costs:
+            invalid = "" if quiet["valid"] else ", an invalid run"
+            lines.append(
+                f"\nAt {calls} calls, over listen-only ({quiet['server_cpu_pct']:.1f} % of a "
+                f"core{invalid}): {'; '.join(costs)}."
             )
     return lines
 
@@ -205,7 +275,9 @@ def smoke() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--runs", default=DEFAULT_RUNS, help="kind:calls,... (kind: uvicorn, daphne, yardstick)"
+        "--runs",
+        default=DEFAULT_RUNS,
+        help="kind:calls[:end],... (kind: uvicorn, daphne, yardstick, live, listen)",
     )
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--json-out", type=Path)

@@ -3,9 +3,15 @@
 `manage.py loadtest` and `make bench` drive this. One process holds both ends the server talks
 to, so every timestamp is on one clock:
 
-* `LoadStandIn`, a lean realtime stand-in: the handshake, `session.created`/`session.updated`,
-  and, with `echo`, each `input_audio_buffer.append` sent straight back as a
-  `response.output_audio.delta` carrying the same base64 audio.
+* `LoadStandIn`, a lean model stand-in speaking both protocols on one port, by request path:
+  Realtime (`/v1/realtime`): the handshake, `session.created`/`session.updated`, and, with
+  `echo`, each `input_audio_buffer.append` sent straight back as a `response.output_audio.delta`
+  carrying the same base64 audio; GPT-Live (`/v1/live/sessions`): `session.start` answered with
+  `session.started`, each `session.input_audio.append` back as a `session.output_audio.delta`
+  (with `echo`), and `session.close` with `session.closed` and a normal close. Without `echo`
+  it only listens (a quiet Realtime agent: appends taken, nothing sent back). A quiet GPT-Live
+  agent is never quiet on the wire (its track streams silence at the caller's pace), which is
+  what the echo costs; listen-only is for the Realtime path.
 * `LoadCall`s: the signed incoming-call webhook (through `SimulatedTwilioCaller`), then the
   media stream: `connected`, `start`, one 20 ms mu-law frame every 20 ms on an absolute
   schedule, marks echoed once their audio has played, `stop` at the end.
@@ -47,6 +53,7 @@ import orjson
 from twilio.request_validator import RequestValidator
 from websockets.speedups import apply_mask
 
+from simulator.openai.live import protocol as lp
 from simulator.twilio.caller import SimulatedTwilioCaller
 
 FRAME_S = 0.020
@@ -63,7 +70,13 @@ MEDIA_PREFIX = b'{"event":"media","sequenceNumber":"'
 MARK_PREFIX = b'{"event":"mark",'
 PAYLOAD_KEY = b'"payload":'
 APPEND_TYPE = b'"input_audio_buffer.append"'
+LIVE_APPEND_TYPE = b'"session.input_audio.append"'
 AUDIO_KEY = b'"audio":'
+# How far the fast path looks for an append's type: `{"type": "..."` with or without spaces.
+TYPE_SPAN = 48
+LIVE_DELTA_HEAD = b'{"type":"session.output_audio.delta","delta":"'
+MODEL_CLOSE_WAIT_S = 5.0  # after the hang-ups, for the server to close its model sockets
+LIVE_SESSION_LIMIT_S = 3600.0  # the `expires_at` given: far beyond any load run
 
 
 # --- WebSocket framing (RFC 6455), the few parts these two ends need ---------------------------
@@ -185,6 +198,7 @@ class FramedPeer(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = FrameReader()
         self.transport: asyncio.Transport | None = None
+        self.close_sent = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -195,6 +209,12 @@ class FramedPeer(asyncio.Protocol):
 
     def on_text(self, message: bytes) -> None:
         raise NotImplementedError
+
+    def send_close(self, code: int = 1000) -> None:
+        """Start the closing handshake; the peer's close frame then closes the connection."""
+        if not self.close_sent:
+            self.close_sent = True
+            self.write(ws_frame(code.to_bytes(2, "big"), 8, masked=self.masked))
 
     def on_close_frame(self) -> None:
         """The peer sent a close frame (before ours goes back)."""
@@ -207,13 +227,19 @@ class FramedPeer(asyncio.Protocol):
                 self.write(ws_frame(payload, 10, masked=self.masked))
             elif opcode == 8:
                 self.on_close_frame()
-                self.write(ws_frame(payload[:2], 8, masked=self.masked))
-                assert self.transport is not None
-                self.transport.close()
+                if not self.close_sent:  # an answer to ours needs none back
+                    self.close_sent = True
+                    self.write(ws_frame(payload[:2], 8, masked=self.masked))
+                if self.transport is not None:
+                    self.transport.close()
+                return
 
 
 class StandInProtocol(FramedPeer):
-    """One model socket from the bridge: the Realtime GA session as far as the bridge needs."""
+    """One model socket from the bridge, as far as the bridge needs it: the Realtime GA session,
+    or a GPT-Live session when the request's path is `/v1/live/sessions`. Both share the
+    append path: the tag read from the first base64 characters, the audio echoed untouched
+    behind a prefix built once per connection."""
 
     masked = False
 
@@ -222,7 +248,17 @@ class StandInProtocol(FramedPeer):
         self.server = server
         self.handshake = bytearray()
         self.open = False
-        self.item = f"item_load{secrets.token_hex(6)}".encode()
+        self.live = False
+        self.append_type = APPEND_TYPE
+        self.append_name = "input_audio_buffer.append"
+        item = f"item_load{secrets.token_hex(6)}".encode()
+        self.delta_head = (
+            b'{"type":"response.output_audio.delta","event_id":"event_load",'
+            b'"response_id":"resp_load","item_id":"' + item + b'",'
+            b'"output_index":0,"content_index":0,"delta":"'
+        )
+        self.session: dict[str, Any] | None = None  # GPT-Live: the resource session.started gave
+        self.started_at = 0.0
 
     def data_received(self, data: bytes) -> None:
         if not self.open:
@@ -235,7 +271,8 @@ class StandInProtocol(FramedPeer):
         head, sep, rest = bytes(self.handshake).partition(b"\r\n\r\n")
         if not sep:
             return
-        headers = dict(line.split(b":", 1) for line in head.split(b"\r\n")[1:] if b":" in line)
+        lines = head.split(b"\r\n")
+        headers = dict(line.split(b":", 1) for line in lines[1:] if b":" in line)
         lowered = {k.strip().lower(): v.strip() for k, v in headers.items()}
         key = lowered.get(b"sec-websocket-key", b"")
         self.write(
@@ -244,7 +281,18 @@ class StandInProtocol(FramedPeer):
         )
         self.open = True
         self.server.connections += 1
-        self._send_event({"type": "session.created", "session": {"type": "realtime"}})
+        self.server.socket_opened()
+        target = lines[0].split(b" ")[1] if lines[0].count(b" ") >= 2 else b""
+        self.live = target.partition(b"?")[0].decode(errors="replace") == lp.LIVE_PATH
+        if self.live:
+            # GPT-Live speaks only once session.start has come.
+            self.append_type = LIVE_APPEND_TYPE
+            self.append_name = "session.input_audio.append"
+            self.delta_head = LIVE_DELTA_HEAD
+            self.server.sessions["live"] += 1
+        else:
+            self.server.sessions["realtime"] += 1
+            self._send_event({"type": "session.created", "session": {"type": "realtime"}})
         if rest:
             self.data_received(rest)
 
@@ -254,14 +302,43 @@ class StandInProtocol(FramedPeer):
 
     def on_text(self, message: bytes) -> None:
         # The bridge builds appends with orjson: the type is the first field. Everything else
-        # (session.update, truncate, cancel) is rare and decoded properly.
-        if APPEND_TYPE in message[:40]:
+        # (session.update, session.start, truncate, cancel, close) is rare and decoded properly.
+        if self.append_type in message[:TYPE_SPAN]:
             self._on_append(message)
             return
         with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
             event = orjson.loads(message)
-            if event.get("type") == "session.update":
+            kind = event.get("type")
+            if kind == self.append_name:  # an append whose type is not its first field
+                self._on_append(message)
+            elif self.live:
+                self._on_live_event(kind, event)
+            elif kind == "session.update":
                 self._send_event({"type": "session.updated", "session": event.get("session")})
+
+    def _on_live_event(self, kind: str, event: dict[str, Any]) -> None:
+        if kind == "session.start" and self.session is None:
+            self.session = lp.resolved_session(
+                event.get("session") or {},
+                session_id=f"sess_load{secrets.token_hex(6)}",
+                expires_at=lp.expires_at(LIVE_SESSION_LIMIT_S),
+            )
+            self.started_at = time.monotonic()
+            self._send_event(
+                {"type": "session.started", "session": self.session, **_answering(event)}
+            )
+        elif kind == "session.close" and self.session is not None and not self.close_sent:
+            seconds = int(time.monotonic() - self.started_at)
+            self._send_event(
+                {
+                    "type": "session.closed",
+                    "reason": "close_requested",
+                    "session": self.session,
+                    "usage": {"seconds": seconds},
+                    **_answering(event),
+                }
+            )
+            self.send_close(1000)
 
     def _on_append(self, message: bytes) -> None:
         now = time.monotonic()
@@ -270,23 +347,25 @@ class StandInProtocol(FramedPeer):
         tag = read_tag(message, start)
         if tag is not None:
             self.server.stats_arrival(tag, now)
-        if self.server.echo:
+        if self.server.echo and not self.close_sent:
             audio = message[start : message.index(b'"', start)]
-            self.write(
-                ws_frame(
-                    b'{"type":"response.output_audio.delta","event_id":"event_load",'
-                    b'"response_id":"resp_load","item_id":"' + self.item + b'",'
-                    b'"output_index":0,"content_index":0,"delta":"' + audio + b'"}',
-                    masked=False,
-                )
-            )
+            self.write(ws_frame(self.delta_head + audio + b'"}', masked=False))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        if self.open:
+            self.server.socket_closed()
+
+
+def _answering(event: dict[str, Any]) -> dict[str, str]:
+    """GPT-Live names the client event a server event answers, when the client gave an id."""
+    event_id = event.get("event_id")
+    return {"client_event_id": event_id} if isinstance(event_id, str) else {}
 
 
 class LoadStandIn:
-    """The lean stand-in server. `echo`: every appended frame comes straight back."""
+    """The lean stand-in server. `echo`: every appended frame comes straight back; without it,
+    appends are taken and nothing is sent back (listen-only)."""
 
     def __init__(self, stats: Stats, *, echo: bool, host: str = "127.0.0.1", port: int = 0):
         self.stats = stats
@@ -294,6 +373,10 @@ class LoadStandIn:
         self.host = host
         self.requested_port = port
         self.connections = 0
+        self.sessions = {"realtime": 0, "live": 0}  # model sockets opened, by protocol
+        self.open_sockets = 0
+        self._none_open = asyncio.Event()
+        self._none_open.set()
         self._server: asyncio.AbstractServer | None = None
 
     @property
@@ -304,6 +387,10 @@ class LoadStandIn:
     @property
     def url(self) -> str:
         return f"ws://{self.host}:{self.port}/v1/realtime"
+
+    @property
+    def live_url(self) -> str:
+        return f"ws://{self.host}:{self.port}{lp.LIVE_PATH}"
 
     def stats_arrival(self, tag: tuple[int, int], now: float) -> None:
         index, number = tag
@@ -326,6 +413,22 @@ class LoadStandIn:
             lambda: StandInProtocol(self), self.host, self.requested_port, backlog=1024
         )
         return self
+
+    async def sockets_closed(self, timeout_s: float) -> bool:
+        """Wait (bounded) for the server to close its model sockets, as it does once a call
+        has ended (GPT-Live: session.close first); True if it did."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._none_open.wait(), timeout_s)
+        return self._none_open.is_set()
+
+    def socket_opened(self) -> None:
+        self.open_sockets += 1
+        self._none_open.clear()
+
+    def socket_closed(self) -> None:
+        self.open_sockets -= 1
+        if self.open_sockets <= 0:
+            self._none_open.set()
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -576,7 +679,7 @@ class LoadCall:
                 "stop": {"accountSid": self.caller.account_sid, "callSid": self.caller.call_sid},
             }
         )
-        protocol.write(ws_frame((1000).to_bytes(2, "big"), 8, masked=True))
+        protocol.send_close(1000)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(protocol.closed), 5.0)
         if protocol.transport is not None:
@@ -628,6 +731,11 @@ class LoadResult:
     server_rss_mb_peak: float | None
     server_rss_kb_per_call: float | None
     window_s: float
+    # Model sockets the server opened to the stand-in, by protocol ("realtime", "live").
+    model_sessions: dict[str, int] = field(default_factory=dict)
+    # Each call's first frames that never reached the model, before the first that did: not
+    # lost in `frames_lost_in`. The GPT-Live client, by design, does not send the caller's
+    # silence from before its session started (and the load's frames read as silence).
 
     def as_json(self) -> bytes:
         return orjson.dumps(self.__dict__, option=orjson.OPT_INDENT_2)
@@ -733,9 +841,14 @@ async def run_load(
     stats = Stats(calls=[CallTimes() for _ in range(config.calls)])
     standin = await LoadStandIn(stats, echo=config.echo, port=config.standin_port).start()
     try:
-        return await _drive(config, stats, progress)
+        result = await _drive(config, stats, progress)
+        # Calls end after the hang-up (the bridge's settling, then the model socket's close):
+        # leaving before that would drop sockets the server was about to close.
+        await standin.sockets_closed(MODEL_CLOSE_WAIT_S)
     finally:
         await standin.stop()
+    result.model_sessions = dict(standin.sessions)
+    return result
 
 
 async def _drive(config: LoadConfig, stats: Stats, progress: Callable[[str], None]) -> LoadResult:
@@ -873,8 +986,10 @@ def summary(result: LoadResult) -> list[str]:
 
     c = result.config
     lines = [
-        f"{c['calls']} calls, {c['seconds']:g} s measured, echo {'on' if c['echo'] else 'off'}"
-        f" against {c['url']}",
+        f"{c['calls']} calls, {c['seconds']:g} s measured, "
+        f"{'echo' if c['echo'] else 'listen-only (no echo)'} against {c['url']}",
+        "  model sessions: "
+        + ", ".join(f"{name} {count}" for name, count in result.model_sessions.items()),
         f"  calls ok {result.calls_ok}, failed {result.calls_failed}",
         f"  frames sent {result.frames_sent}, lost inbound {result.frames_lost_in}, lost outbound "
         f"{result.frames_lost_out}, reordered {result.reordered_in}/{result.reordered_out}, "

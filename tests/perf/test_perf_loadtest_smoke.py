@@ -1,5 +1,6 @@
 """The load generator's regression guard (not a timed test): 10 echo calls for a few seconds
-against the real app on loopback lose no frame and fail no call; the figures are printed."""
+against the real app on loopback lose no frame and fail no call, with a Realtime agent and with
+a GPT-Live one (the bench's `live` row); the figures are printed."""
 
 from __future__ import annotations
 
@@ -16,11 +17,19 @@ from simulator.load import LoadConfig, run_load, summary
 def echo_bridge(transactional_db, settings, bridge_settings):
     standin_port = free_port()
     settings.OPENAI_REALTIME_URL = f"ws://127.0.0.1:{standin_port}/v1/realtime"
+    settings.OPENAI_LIVE_URL = f"ws://127.0.0.1:{standin_port}/v1/live/sessions"
     with asgi_server_in_thread(free_port()) as server:
         yield server.url, standin_port
 
 
-def test_ten_echo_calls_lose_no_frame_and_fail_no_call(echo_bridge) -> None:
+@pytest.mark.parametrize("backend", ["realtime", "gpt-live"])
+def test_ten_echo_calls_lose_no_frame_and_fail_no_call(echo_bridge, backend: str) -> None:
+    if backend == "gpt-live":
+        from agents.services import agent_create
+
+        # The simulated callers dial a number of no agent's: the default agent answers.
+        fields = {"name": "Live", "slug": "live", "backend": backend, "is_default": True}
+        agent_create(fields={**fields, "instructions": "Be brief."})
     url, standin_port = echo_bridge
     config = LoadConfig(
         url=url,
@@ -40,6 +49,8 @@ def test_ten_echo_calls_lose_no_frame_and_fail_no_call(echo_bridge) -> None:
     assert result.foreign_frames == 0
     assert result.frames_sent >= 10 * 3.0 / 0.02 * 0.9
     assert result.inbound_ms["count"] > 0 and result.outbound_ms["count"] > 0
+    protocol = "live" if backend == "gpt-live" else "realtime"
+    assert result.model_sessions[protocol] == 10 and sum(result.model_sessions.values()) == 10
 
 
 def test_frames_keep_their_tag_through_base64() -> None:

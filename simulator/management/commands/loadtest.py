@@ -1,12 +1,18 @@
 """`manage.py loadtest`: N concurrent simulated Twilio calls against a running bridge server.
 
 Each call posts the signed incoming-call webhook, then streams real-time paced 20 ms mu-law
-frames and echoes marks like Twilio. The model side is a lean realtime stand-in run by this
-command (with `--echo`, every appended frame comes straight back as output audio, loading both
-directions), so the server must be pointed at it:
+frames and echoes marks like Twilio. The model side is a lean stand-in run by this command,
+Realtime on /v1/realtime and GPT-Live on /v1/live/sessions (with `--echo`, every appended frame
+comes straight back as output audio, loading both directions; without it the stand-in only
+listens, as a quiet Realtime agent does), so the server must be pointed at it:
 
-    OPENAI_REALTIME_URL=ws://127.0.0.1:8765/v1/realtime make run     # terminal 1
+    export OPENAI_REALTIME_URL=ws://127.0.0.1:8765/v1/realtime           # terminal 1
+    export OPENAI_LIVE_URL=ws://127.0.0.1:8765/v1/live/sessions
+    make run
     .venv/bin/python manage.py loadtest --calls 100 --seconds 20 --echo   # terminal 2
+
+Which protocol a call's model session speaks is its agent's (the default agent's, for the
+dialled number the simulated caller uses); the report counts the sessions of each.
 
 Every frame is timed caller -> stand-in (inbound) and stand-in -> caller (outbound); the report
 gives p50/p95/p99/max both ways, frames lost or reordered, failed calls, the server process's
@@ -50,7 +56,9 @@ class Command(BaseCommand):
             "--ramp", type=float, help="seconds over which calls start (default: calls / 50)"
         )
         parser.add_argument(
-            "--echo", action="store_true", help="the stand-in echoes every frame back as audio"
+            "--echo",
+            action="store_true",
+            help="the stand-in echoes every frame back as audio (without it: listen-only)",
         )
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
         parser.add_argument(
@@ -92,12 +100,18 @@ class Command(BaseCommand):
         self._print(result, as_json=options["json"])
 
     def _standin_port(self, requested: int | None) -> int:
-        port = requested or loopback_standin_port(settings.OPENAI_REALTIME_URL) or DEFAULT_PORT
+        port = (
+            requested
+            or loopback_standin_port(settings.OPENAI_REALTIME_URL)
+            or loopback_standin_port(settings.OPENAI_LIVE_URL)
+            or DEFAULT_PORT
+        )
         if port_listening("127.0.0.1", port):
             raise CommandError(
                 f"port {port} is taken: this command runs its own stand-in there. Pick another "
                 "with --standin-port and start the server with OPENAI_REALTIME_URL="
-                "ws://127.0.0.1:<port>/v1/realtime"
+                "ws://127.0.0.1:<port>/v1/realtime (and OPENAI_LIVE_URL="
+                "ws://127.0.0.1:<port>/v1/live/sessions)"
             )
         return port
 
