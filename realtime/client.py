@@ -2,8 +2,9 @@
 
 One object per call. It opens the socket, configures the session and turns server events into
 `realtime.model` events; when the socket drops (network, service restart, or the 60-minute
-session limit) it reconnects on its own, configures the new session the same way and replays
-the conversation so far, so the bridge sees only `Disconnected` then `SessionReady`.
+session limit) it reconnects on its own (realtime.connection), configures the new session the
+same way and replays the conversation so far, so the bridge sees only `Disconnected` then
+`SessionReady`.
 
 Hot path: `send_audio` and the receive loop in `events` run 50 times a second per direction per
 call, for 100-200 calls in one process. They log nothing per frame, serialize with orjson, send
@@ -13,24 +14,29 @@ per-message deflate (base64 audio barely compresses and deflate costs CPU on eve
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import random
-import time
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Any
 from urllib.parse import urlencode
 
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
-from websockets.protocol import State
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from audio.convert import OpenAIPcmToTwilio, TwilioToOpenAIPcm
 from audio.errors import AudioFormatError
 from realtime import protocol
+from realtime.connection import (
+    CONNECT_BACKLOG_S,
+    FRAMES_PER_S,
+    PING_INTERVAL_S,
+    PING_TIMEOUT_S,
+    AttemptFailed,
+    ModelConnection,
+    close_reason,
+    ulaw_ms_of_base64,
+)
 from realtime.model import (
     AudioDelta,
     CallerTranscriptDone,
@@ -39,7 +45,6 @@ from realtime.model import (
     Disconnected,
     ModelError,
     ModelEvent,
-    ModelUnavailable,
     RealtimeSettings,
     SessionFailed,
     SessionReady,
@@ -47,29 +52,6 @@ from realtime.model import (
 )
 
 logger = logging.getLogger(__name__)
-# websockets logs every handshake header at DEBUG, Authorization included. The sockets get a
-# logger of their own pinned at INFO, so turning DEBUG on cannot put the API key in the logs.
-socket_logger = logging.getLogger(f"{__name__}.socket")
-socket_logger.setLevel(logging.INFO)
-
-# Audio deltas are base64 strings of up to a few seconds of audio; the 1 MiB default is tight.
-MAX_MESSAGE_BYTES = 16 * 2**20
-# websockets' keepalive. Nothing else reveals a hung service while the caller is silent (the
-# service sends nothing then), so a stalled socket is noticed within about 20 s, not never.
-PING_INTERVAL_S = 10.0
-PING_TIMEOUT_S = 10.0
-# close() is awaited when a call ends; do not let a slow peer hold the bridge's teardown.
-CLOSE_TIMEOUT_S = 2.0
-# A session restored this long ago counts as healthy: its next drop starts a fresh retry budget.
-# A shorter-lived one keeps counting, so a service that accepts then drops at once cannot keep
-# a call in a reconnect loop forever.
-STABLE_SESSION_S = 30.0
-# Caller audio kept while the first connect is under way (the caller talks meanwhile: the
-# bridge keeps reading their frames); once live the backlog shrinks to replay_audio_s.
-CONNECT_BACKLOG_S = 30.0
-FRAMES_PER_S = 50  # Twilio sends 20 ms frames
-# Upgrade answers that another attempt cannot change (bad key, no access, wrong URL).
-FATAL_HTTP_STATUSES = frozenset({400, 401, 403, 404})
 
 
 class CallerAudioBacklog:
@@ -127,20 +109,6 @@ class CallerAudioBacklog:
         self._turn_ends.clear()
 
 
-def ulaw_ms_of_base64(payload_b64: str) -> float:
-    """Duration of base64 mu-law 8 kHz audio (8 bytes per ms) from its length alone."""
-    padding = payload_b64[-2:].count("=")
-    return (len(payload_b64) * 3 // 4 - padding) / 8
-
-
-class AttemptFailed(Exception):
-    """One connection attempt failed; str() is the reason (never contains the API key)."""
-
-
-class Refused(AttemptFailed):
-    """The service refused us in a way retrying cannot fix."""
-
-
 def session_url(settings: RealtimeSettings) -> str:
     separator = "&" if "?" in settings.url else "?"
     return f"{settings.url}{separator}{urlencode({'model': settings.agent.model})}"
@@ -153,9 +121,10 @@ def session_headers(settings: RealtimeSettings) -> dict[str, str]:
     return headers
 
 
-class OpenAIRealtimeSession:
+class OpenAIRealtimeSession(ModelConnection):
     """A ModelSession over one OpenAI Realtime WebSocket at a time (see realtime.model)."""
 
+    kind = "realtime"
     continuous_track = False  # items per reply, truncated and cancelled by the bridge
     billed_seconds = 0.0  # billed by tokens (ResponseDone's usage)
 
@@ -168,24 +137,14 @@ class OpenAIRealtimeSession:
         ping_interval_s: float = PING_INTERVAL_S,
         ping_timeout_s: float = PING_TIMEOUT_S,
     ) -> None:
-        self.settings = settings
-        self._ping_interval_s = ping_interval_s
-        self._ping_timeout_s = ping_timeout_s
-        self._context = context
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self._ws: ClientConnection | None = None
-        self._live = False  # configured and not dropped: only then is anything sent
-        self._closed = False
-        self._failed = False
-        self._closing = asyncio.Event()
-        self._announced = False
-        self._retry_streak = 0  # reconnect attempts since the last stable session
-        self._ready_at = 0.0
-        self._connect_replayed_ms = 0.0  # caller audio sent while the first connect was made
+        super().__init__(
+            settings,
+            context,
+            rng=rng,
+            ping_interval_s=ping_interval_s,
+            ping_timeout_s=ping_timeout_s,
+        )
         self._closing_silence_ms = protocol.closing_silence_ms(settings.agent)
-        self.reconnects = 0
-        self.audio_dropped_frames = 0  # lost: the session had failed or was closed
-        self.audio_replayed_frames = 0  # sent again to a new session after a drop
         self._backlog = CallerAudioBacklog(round(CONNECT_BACKLOG_S * FRAMES_PER_S))
         self.audio_invalid_frames = 0
         pcm = settings.audio_format == "audio/pcm"
@@ -194,80 +153,15 @@ class OpenAIRealtimeSession:
 
     # --- connecting -------------------------------------------------------------------------------
 
-    async def connect(self) -> None:
-        """Open and configure the session, retrying with backoff; ModelUnavailable if all fail.
+    def _url(self) -> str:
+        return session_url(self.settings)
 
-        The caller talks while this runs (the bridge keeps reading their frames): what they
-        said meanwhile waits in the backlog and goes to the session before live audio does.
-        """
-        reason = "closed before connecting"
-        for attempt in range(self.settings.max_reconnects + 1):
-            if attempt:
-                await self._pause(self._backoff_s(attempt - 1))
-            if self._closed:
-                break
-            try:
-                ws = await self._open()
-                self._connect_replayed_ms = await self._replay_caller_audio(ws)
-            except Refused as exc:
-                raise ModelUnavailable(str(exc)) from None
-            except AttemptFailed as exc:
-                reason = str(exc)
-                logger.warning("realtime connect attempt %d failed: %s", attempt + 1, reason)
-                continue
-            self._went_live(ws)
-            return
-        raise ModelUnavailable(reason)
+    def _headers(self) -> dict[str, str]:
+        return session_headers(self.settings)
 
-    def _backoff_s(self, retry: int) -> float:
-        """Full jitter: uniform in [0, min(max, base * 2**retry)], so calls that dropped together
-        (a service restart drops them all) do not all come back in the same instant."""
-        ceiling = self.settings.backoff_base_s * 2 ** min(retry, 32)
-        return self._rng.uniform(0.0, min(self.settings.backoff_max_s, ceiling))
-
-    async def _pause(self, delay_s: float) -> None:
-        """Sleep, but wake at once when close() is called."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay_s):
-                await self._closing.wait()
-
-    async def _open(self) -> ClientConnection:
-        """One attempt: open the socket, send session.update, wait for session.updated."""
-        timeout_s = self.settings.connect_timeout_s
-        ws: ClientConnection | None = None
-        try:
-            async with asyncio.timeout(timeout_s):
-                ws = await connect(
-                    session_url(self.settings),
-                    additional_headers=session_headers(self.settings),
-                    compression=None,
-                    max_size=MAX_MESSAGE_BYTES,
-                    open_timeout=None,  # the enclosing timeout covers the whole attempt
-                    ping_interval=self._ping_interval_s,
-                    ping_timeout=self._ping_timeout_s,
-                    close_timeout=CLOSE_TIMEOUT_S,
-                    logger=socket_logger,
-                )
-                await ws.send(orjson.dumps(protocol.session_update(self.settings)), text=True)
-                await self._await_configured(ws)
-                return ws
-        except TimeoutError:
-            failure: AttemptFailed = AttemptFailed(f"not configured within {timeout_s:g} s")
-        except InvalidStatus as exc:
-            failure = status_failure(exc.response.status_code)
-        except AttemptFailed as exc:
-            failure = exc
-        except (OSError, WebSocketException) as exc:
-            failure = AttemptFailed(f"{type(exc).__name__}: {exc}")
-        except asyncio.CancelledError:
-            if ws is not None:
-                ws.transport.abort()  # no close handshake: the task is being torn down
-            raise
-        if ws is not None:
-            await ws.close()
-        raise failure
-
-    async def _await_configured(self, ws: ClientConnection) -> None:
+    async def _configure(self, ws: ClientConnection, *, resumed: bool) -> None:
+        """session.update, then wait for session.updated."""
+        await ws.send(orjson.dumps(protocol.session_update(self.settings)), text=True)
         while True:
             event = protocol.parse_server_message(
                 await ws.recv(decode=False), self.settings.protocol
@@ -277,43 +171,20 @@ class OpenAIRealtimeSession:
             if type(event) is ModelError:
                 raise AttemptFailed(f"session.update refused: {event.code}: {event.message}")
 
+    async def _catch_up(self, ws: ClientConnection, *, resumed: bool) -> float:
+        """After a drop, the conversation so far; then the caller audio in the backlog."""
+        if resumed:
+            await self._replay(ws)
+        return await self._replay_caller_audio(ws)
+
     def _went_live(self, ws: ClientConnection) -> None:
-        self._ws = ws
-        self._live = True
-        self._ready_at = time.monotonic()
+        super()._went_live(ws)
         self._backlog.limit(round(self.settings.replay_audio_s * FRAMES_PER_S))
 
-    # --- reconnecting -----------------------------------------------------------------------------
-
-    async def _reconnect(self, reason: str) -> SessionReady | SessionFailed | None:
-        """After a drop: SessionReady, SessionFailed once the budget is spent, None if closed."""
-        if time.monotonic() - self._ready_at >= STABLE_SESSION_S:
-            self._retry_streak = 0
+    def _on_drop(self) -> None:
         self._reset_converters()
-        while self._retry_streak < self.settings.max_reconnects:
-            self._retry_streak += 1
-            await self._pause(self._backoff_s(self._retry_streak - 1))
-            if self._closed:
-                return None
-            try:
-                ws = await self._open()
-                await self._replay(ws)
-                replayed_ms = await self._replay_caller_audio(ws)
-            except Refused as exc:
-                return SessionFailed(str(exc))
-            except AttemptFailed as exc:
-                reason = str(exc)
-                logger.warning(
-                    "realtime reconnect attempt %d failed: %s", self._retry_streak, reason
-                )
-                continue
-            if self._closed:
-                await ws.close()
-                return None
-            self._went_live(ws)
-            self.reconnects += 1
-            return SessionReady(reconnect_attempt=self._retry_streak, replayed_audio_ms=replayed_ms)
-        return SessionFailed(f"{self._retry_streak} reconnect attempt(s) failed: {reason}")
+
+    # --- catching a new session up -------------------------------------------------------------
 
     async def _replay(self, ws: ClientConnection) -> None:
         """Give the fresh session the conversation so far, in order, without asking for a reply."""
@@ -462,17 +333,9 @@ class OpenAIRealtimeSession:
         frame = self._model_audio_frame(payload_b64)
         if frame is None:
             return
-        if can_write_now(ws):
-            ws.protocol.send_text(frame)
-            ws.send_data()
-            return
-        try:
-            await ws.send(frame, text=True)
-        except ConnectionClosed:
-            # The receive loop sees the same close and starts the reconnect; the frame waits
-            # in the backlog for the next session.
-            if not self._backlog.enabled:
-                self.audio_dropped_frames += 1
+        if not await self._send_frame(ws, frame) and not self._backlog.enabled:
+            # The frame would have waited in the backlog for the next session.
+            self.audio_dropped_frames += 1
 
     async def send_text(self, text: str) -> None:
         """A user text turn followed by a response request."""
@@ -500,53 +363,5 @@ class OpenAIRealtimeSession:
     async def tool_result(self, call_id: str, output: str) -> None:
         await self._send(protocol.function_call_output(call_id, output))
 
-    async def _send(self, event: dict[str, Any]) -> bool:
-        """Send one control event; False (dropped) while disconnected."""
-        ws = self._ws
-        if not self._live or ws is None:
-            return False
-        try:
-            await ws.send(orjson.dumps(event), text=True)
-        except ConnectionClosed:
-            return False
-        return True
-
     def finish_lines(self) -> list[ModelEvent]:
         return []  # every line arrives whole, as its item's transcript
-
-    async def close(self) -> None:
-        """End the session for good: events() stops without a Disconnected; idempotent."""
-        self._closed = True
-        self._live = False
-        self._closing.set()
-        if self._ws is not None:
-            await self._ws.close()
-
-
-def can_write_now(ws: ClientConnection) -> bool:
-    """True when a text frame can go straight to the transport, as `send` would put it there.
-
-    `Connection.send` wraps each frame in an async context manager (state check, write, drain,
-    close handling): about a tenth of the process's CPU at 100 calls, for audio frames that
-    almost always find the socket open and unpaused. This takes the same checks up front and
-    leaves every other case (closing, write buffer full, fragmented send) to `send`.
-    """
-    return (
-        ws.protocol.state is State.OPEN
-        and ws.send_in_progress is None
-        and not ws.paused
-        and not ws.transport.is_closing()
-    )
-
-
-def status_failure(status: int) -> AttemptFailed:
-    message = f"service answered the upgrade with HTTP {status}"
-    return Refused(message) if status in FATAL_HTTP_STATUSES else AttemptFailed(message)
-
-
-def close_reason(exc: ConnectionClosed) -> str:
-    frame = exc.rcvd or exc.sent
-    if frame is None:
-        return "connection lost without a close frame"
-    detail = f": {frame.reason}" if frame.reason else ""
-    return f"closed with code {frame.code}{detail}"

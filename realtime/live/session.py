@@ -30,24 +30,19 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from audio.g711 import ulaw_is_audible
-from realtime.client import (
-    CLOSE_TIMEOUT_S,
+from realtime.connection import (
     CONNECT_BACKLOG_S,
     FRAMES_PER_S,
-    MAX_MESSAGE_BYTES,
     PING_INTERVAL_S,
     PING_TIMEOUT_S,
-    STABLE_SESSION_S,
     AttemptFailed,
+    ModelConnection,
     Refused,
-    can_write_now,
     close_reason,
-    socket_logger,
-    status_failure,
     ulaw_ms_of_base64,
 )
 from realtime.live import protocol
@@ -58,7 +53,6 @@ from realtime.model import (
     Disconnected,
     ModelError,
     ModelEvent,
-    ModelUnavailable,
     RealtimeSettings,
     ResponseDone,
     SessionFailed,
@@ -86,9 +80,10 @@ class _Renew(Exception):
     """The session is being replaced before it expires (not a failure)."""
 
 
-class OpenAILiveSession:
+class OpenAILiveSession(ModelConnection):
     """A ModelSession over one GPT-Live WebSocket at a time (see realtime.model)."""
 
+    kind = "live"
     continuous_track = True
 
     def __init__(
@@ -102,22 +97,15 @@ class OpenAILiveSession:
         ping_interval_s: float = PING_INTERVAL_S,
         ping_timeout_s: float = PING_TIMEOUT_S,
     ) -> None:
-        self.settings = settings
-        self._context = context
+        super().__init__(
+            settings,
+            context,
+            rng=rng,
+            ping_interval_s=ping_interval_s,
+            ping_timeout_s=ping_timeout_s,
+        )
         self._backend_model = backend_model
         self._renew_before_s = renew_before_s
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self._ping_interval_s = ping_interval_s
-        self._ping_timeout_s = ping_timeout_s
-        self._ws: ClientConnection | None = None
-        self._live = False
-        self._closed = False
-        self._failed = False
-        self._closing = asyncio.Event()
-        self._announced = False
-        self._retry_streak = 0
-        self._ready_at = 0.0
-        self._connect_replayed_ms = 0.0
         # This session: its timeline (ms of caller audio appended), its track, its lines.
         self.sessions = 0
         self._track_id = ""
@@ -136,10 +124,7 @@ class OpenAILiveSession:
         self._billed_closed_s = 0.0
         self._usage_s = 0.0
         self._started_at: float | None = None
-        self.reconnects = 0
         self.renewals = 0
-        self.audio_dropped_frames = 0
-        self.audio_replayed_frames = 0
 
     # --- billing ------------------------------------------------------------------------------
 
@@ -163,77 +148,12 @@ class OpenAILiveSession:
 
     # --- connecting ---------------------------------------------------------------------------
 
-    async def connect(self) -> None:
-        """Start the session, retrying with backoff; ModelUnavailable if every attempt fails.
-        The caller's audio meanwhile waits in the backlog and goes first once it has started."""
-        reason = "closed before connecting"
-        for attempt in range(self.settings.max_reconnects + 1):
-            if attempt:
-                await self._pause(self._backoff_s(attempt - 1))
-            if self._closed:
-                break
-            try:
-                ws = await self._open([])
-                self._connect_replayed_ms = await self._replay_caller_audio(ws, from_sound=False)
-            except Refused as exc:
-                raise ModelUnavailable(str(exc)) from None
-            except AttemptFailed as exc:
-                reason = str(exc)
-                logger.warning("live connect attempt %d failed: %s", attempt + 1, reason)
-                continue
-            self._went_live(ws)
-            return
-        raise ModelUnavailable(reason)
-
-    def _backoff_s(self, retry: int) -> float:
-        ceiling = self.settings.backoff_base_s * 2 ** min(retry, 32)
-        return self._rng.uniform(0.0, min(self.settings.backoff_max_s, ceiling))
-
-    async def _pause(self, delay_s: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay_s):
-                await self._closing.wait()
-
-    async def _open(self, history: list[Any]) -> ClientConnection:
-        """One attempt: open the socket, send session.start, wait for session.started."""
-        timeout_s = self.settings.connect_timeout_s
-        ws: ClientConnection | None = None
-        try:
-            async with asyncio.timeout(timeout_s):
-                ws = await connect(
-                    self.settings.url,
-                    additional_headers={"Authorization": f"Bearer {self.settings.api_key}"},
-                    compression=None,
-                    max_size=MAX_MESSAGE_BYTES,
-                    open_timeout=None,
-                    ping_interval=self._ping_interval_s,
-                    ping_timeout=self._ping_timeout_s,
-                    close_timeout=CLOSE_TIMEOUT_S,
-                    logger=socket_logger,
-                )
-                start = protocol.session_start(
-                    self.settings, history, backend_model=self._backend_model
-                )
-                await ws.send(orjson.dumps(start), text=True)
-                await self._await_started(ws)
-                return ws
-        except TimeoutError:
-            failure: AttemptFailed = AttemptFailed(f"not started within {timeout_s:g} s")
-        except InvalidStatus as exc:
-            failure = status_failure(exc.response.status_code)
-        except AttemptFailed as exc:
-            failure = exc
-        except (OSError, WebSocketException) as exc:
-            failure = AttemptFailed(f"{type(exc).__name__}: {exc}")
-        except asyncio.CancelledError:
-            if ws is not None:
-                ws.transport.abort()
-            raise
-        if ws is not None:
-            await ws.close()
-        raise failure
-
-    async def _await_started(self, ws: ClientConnection) -> None:
+    async def _configure(self, ws: ClientConnection, *, resumed: bool) -> None:
+        """session.start (with the conversation so far when `resumed`), then wait for
+        session.started: nothing else may be sent before it."""
+        history = self._context() if resumed else []
+        start = protocol.session_start(self.settings, history, backend_model=self._backend_model)
+        await ws.send(orjson.dumps(start), text=True)
         while True:
             event = protocol.parse_server_message(await ws.recv(decode=False), {})
             if type(event) is protocol.Started:
@@ -246,6 +166,9 @@ class OpenAILiveSession:
                 raise AttemptFailed(message)
             if type(event) is protocol.Closed:
                 raise AttemptFailed(f"session closed at start: {event.reason}")
+
+    async def _catch_up(self, ws: ClientConnection, *, resumed: bool) -> float:
+        return await self._replay_caller_audio(ws, from_sound=resumed)
 
     def _on_started(self, started: protocol.Started) -> None:
         """A new session: its own timeline, track and lines; its renewal planned."""
@@ -267,9 +190,7 @@ class OpenAILiveSession:
             self._renew_by = time.monotonic() + life_s - margin_s / 2
 
     def _went_live(self, ws: ClientConnection) -> None:
-        self._ws = ws
-        self._live = True
-        self._ready_at = time.monotonic()
+        super()._went_live(ws)
         kept = max(1, round(self.settings.replay_audio_s * FRAMES_PER_S))
         self._backlog = deque(self._backlog, maxlen=kept)
 
@@ -422,8 +343,7 @@ class OpenAILiveSession:
         self._renew_at = self._renew_by = None
         await self._close_session(old)
         try:
-            ws = await self._open(self._context())
-            replayed_ms = await self._replay_caller_audio(ws, from_sound=True)
+            ws, replayed_ms = await self._start(resumed=True)
         except AttemptFailed as exc:
             logger.warning("live session renewal failed: %s", exc)
             return None
@@ -434,31 +354,6 @@ class OpenAILiveSession:
         self.renewals += 1
         logger.info("live session renewed before it expired")
         return SessionReady(replayed_audio_ms=replayed_ms, renewal=True)
-
-    async def _reconnect(self, reason: str) -> SessionReady | SessionFailed | None:
-        if time.monotonic() - self._ready_at >= STABLE_SESSION_S:
-            self._retry_streak = 0
-        while self._retry_streak < self.settings.max_reconnects:
-            self._retry_streak += 1
-            await self._pause(self._backoff_s(self._retry_streak - 1))
-            if self._closed:
-                return None
-            try:
-                ws = await self._open(self._context())
-                replayed_ms = await self._replay_caller_audio(ws, from_sound=True)
-            except Refused as exc:
-                return SessionFailed(str(exc))
-            except AttemptFailed as exc:
-                reason = str(exc)
-                logger.warning("live reconnect attempt %d failed: %s", self._retry_streak, reason)
-                continue
-            if self._closed:
-                await ws.close()
-                return None
-            self._went_live(ws)
-            self.reconnects += 1
-            return SessionReady(reconnect_attempt=self._retry_streak, replayed_audio_ms=replayed_ms)
-        return SessionFailed(f"{self._retry_streak} reconnect attempt(s) failed: {reason}")
 
     def finish_lines(self) -> list[ModelEvent]:
         return list(self._timeline.finish_all())
@@ -476,13 +371,8 @@ class OpenAILiveSession:
             return
         self._input_ms += ulaw_ms_of_base64(payload_b64)
         self._backlog.append([self._input_ms, payload_b64])
-        frame = protocol.input_audio_append(payload_b64)
-        if can_write_now(ws):
-            ws.protocol.send_text(frame)
-            ws.send_data()
-            return
-        with contextlib.suppress(ConnectionClosed):
-            await ws.send(frame, text=True)  # a drop: the frame waits in the backlog
+        # A drop: the frame waits in the backlog for the next session.
+        await self._send_frame(ws, protocol.input_audio_append(payload_b64))
 
     async def send_text(self, text: str) -> None:
         """Something that happened on the call (a key pressed) for the model to act on."""
@@ -510,16 +400,6 @@ class OpenAILiveSession:
 
     async def tool_result(self, call_id: str, output: str) -> None:
         await self._send(protocol.function_call_output(call_id, output))
-
-    async def _send(self, event: dict[str, Any]) -> bool:
-        ws = self._ws
-        if not self._live or ws is None:
-            return False
-        try:
-            await ws.send(orjson.dumps(event), text=True)
-        except ConnectionClosed:
-            return False
-        return True
 
     async def _close_session(self, ws: ClientConnection) -> None:
         """session.close, the final usage if it comes soon, then the socket."""
