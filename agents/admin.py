@@ -32,17 +32,7 @@ from realtime.configuration import session_preview
 WHO = ("name", "slug", "is_default", "is_active")
 WHAT_IT_SAYS = ("instructions", "greeting", "backend", "model", "voice", "language")
 WHAT_IT_CAN_DO = ("tools",)
-HOW_IT_LISTENS = (
-    "turn_detection",
-    "vad_threshold",
-    "vad_prefix_padding_ms",
-    "vad_silence_duration_ms",
-    "vad_eagerness",
-    "noise_reduction",
-    "idle_timeout_ms",
-    "transcription_model",
-    "max_call_minutes",
-)
+HOW_IT_LISTENS = (*catalog.REALTIME_ONLY_FIELDS, "max_call_minutes")
 
 
 def _choices(names: tuple[str, ...], current: str) -> list[tuple[str, str]]:
