@@ -1,4 +1,4 @@
-"""The Django project of the Twilio <-> OpenAI Realtime voice bridge."""
+"""The Django project of the Twilio <-> OpenAI voice bridge."""
 
 from __future__ import annotations
 

@@ -202,7 +202,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Voice bridge API",
     "DESCRIPTION": (
-        "Calls bridged between Twilio and OpenAI Realtime: history, transcripts, recordings, "
+        "Calls bridged between Twilio and OpenAI (Realtime API or GPT-Live): history, transcripts, recordings, "
         "notes, analytics and a live status feed. Authenticate with `Authorization: Token "
         "<key>` (or the admin's session); reading needs calls.view_call, notes "
         "calls.change_call, agents agents.view_agent / agents.change_agent. Every answer under "

@@ -49,6 +49,7 @@ def test_production_reports_malformed_values_together(tmp_path: Path) -> None:
         "DATABASE_URL": "nosuchdb://x",
         "REDIS_URL": "http://redis",
         "SECRET_KEY": "short",
+        "OPENAI_LIVE_URL": "https://api.openai.com/v1/live/sessions",
     }
     with pytest.raises(ConfigError) as caught:
         load_config(bad, tmp_path)
@@ -61,9 +62,10 @@ def test_production_reports_malformed_values_together(tmp_path: Path) -> None:
         "DATABASE_URL",
         "REDIS_URL",
         "SECRET_KEY",
+        "OPENAI_LIVE_URL",
     ):
         assert name in joined
-    assert len(caught.value.problems) == 7
+    assert len(caught.value.problems) == 8
 
 
 def test_production_refuses_debug(tmp_path: Path) -> None:
@@ -85,6 +87,7 @@ def test_development_has_safe_defaults_and_one_warning_per_credential(tmp_path: 
     assert config.port == 8000
     assert config.recording_storage_path == tmp_path / "recordings"
     assert config.openai_realtime_url == "wss://api.openai.com/v1/realtime"
+    assert config.openai_live_url == "wss://api.openai.com/v1/live/sessions"
     assert len(config.warnings) == len(CREDENTIALS)
     for name, warning in zip(CREDENTIALS, config.warnings, strict=True):
         assert warning.startswith(f"{name} is not set")

@@ -47,7 +47,7 @@ def test_main_starts_both_stand_ins_and_points_the_server_at_them(
 ) -> None:
     monkeypatch.setattr(serve, "BASE_DIR", tmp_path)  # no .env
     unset = ("PORT", "HOST", "OPENAI_API_KEY", "TWILIO_ACCOUNT_SID", "TWILIO_API_BASE_URL",
-             "OPENAI_REALTIME_URL")  # fmt: skip
+             "OPENAI_REALTIME_URL", "OPENAI_LIVE_URL")  # fmt: skip
     for name in unset:
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
@@ -78,6 +78,8 @@ def test_main_starts_both_stand_ins_and_points_the_server_at_them(
     # It dials outbound calls back to this server.
     assert rest[0][5:7] == ["--server-url", "http://127.0.0.1:8123"]
     assert server[1]["OPENAI_REALTIME_URL"] == "ws://127.0.0.1:18765/v1/realtime"
+    # GPT-Live agents reach the same stand-in on GPT-Live's path.
+    assert server[1]["OPENAI_LIVE_URL"] == "ws://127.0.0.1:18765/v1/live/sessions"
     assert server[1]["TWILIO_API_BASE_URL"] == "http://127.0.0.1:18766"
     assert stopped == ["simulator.openai.standin", "simulator.twilio.rest"]
     out = capsys.readouterr().out
