@@ -202,10 +202,11 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Voice bridge API",
     "DESCRIPTION": (
-        "Calls bridged between Twilio and OpenAI (Realtime API or GPT-Live): history, transcripts, recordings, "
-        "notes, analytics and a live status feed. Authenticate with `Authorization: Token "
-        "<key>` (or the admin's session); reading needs calls.view_call, notes "
-        "calls.change_call, agents agents.view_agent / agents.change_agent. Every answer under "
+        "Calls bridged between Twilio and OpenAI (Realtime API or GPT-Live): history, "
+        "transcripts, recordings, notes, analytics and a live status feed. Authenticate with "
+        "`Authorization: Token <key>` (or the admin's session); reading needs calls.view_call, "
+        "notes calls.change_call, agents agents.view_agent / agents.change_agent. Every answer "
+        "under "
         '/api/ that is not a success is `{"error": {"code", "message", "details"}}` JSON: 400 '
         "for a request the schema refuses, 409 for one that conflicts with what is stored. A "
         "query parameter given with an empty value counts as given (an empty enum value is "
