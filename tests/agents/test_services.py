@@ -281,3 +281,29 @@ def test_the_snapshot_and_preview_are_built_from_agent_config(make_agent) -> Non
     assert snapshot["version"] == 2
     assert snapshot["agent"]["voice"] == "verse"
     assert snapshot["session"] == session_preview(services.agent_config(agent=agent))
+
+
+def test_a_gpt_live_agents_snapshot_keeps_the_session_start_it_is_sent(
+    make_agent, settings
+) -> None:
+    from openai.types.live import ClientEvent
+    from pydantic import TypeAdapter
+
+    settings.LIVE_BACKEND_MODEL = "gpt-5-mini"
+    agent = make_agent(backend="gpt-live", instructions="Be Acme.", language="fr")
+    snapshot = agent_snapshot(services.agent_config(agent=agent), version=agent.version)
+    assert snapshot["agent"]["backend"] == "gpt-live"
+    start = snapshot["session"]
+    assert start == session_preview(services.agent_config(agent=agent))
+    TypeAdapter(ClientEvent).validate_python(start)
+    session = start["session"]
+    assert (start["type"], session["model"]) == ("session.start", "gpt-live-1.1")
+    assert session["audio"] == {
+        "format": {"type": "audio/pcmu", "rate": 8000},
+        "output": {"voice": "marin"},
+    }
+    # GPT-Live has no language setting: the agent's is a line of its instructions.
+    assert session["instructions"].startswith("Be Acme.")
+    assert "'fr'" in session["instructions"]
+    assert session["delegation"]["responses"]["model"] == "gpt-5-mini"
+    assert "input" not in session  # a first session has no history
