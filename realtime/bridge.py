@@ -469,10 +469,11 @@ class CallBridge:
         with contextlib.suppress(Exception):  # the socket may be going down too
             if self._response_in_progress:
                 await self.model.cancel_response()
-            open_turn = next((s for s in self._caller_spans.values() if s.end_ms is None), None)
             if self.continuous:
                 await self.model.commit_audio()  # no turn events: the line falls silent
-            elif open_turn is not None:
+            elif open_turn := next(
+                (s for s in self._caller_spans.values() if s.end_ms is None), None
+            ):
                 open_turn.end_ms = max(open_turn.start_ms, self._caller_audio_end_ms)
                 await self.model.commit_audio()
         settled = await self._wait_for(self._settled, settings.CALL_END_SETTLE_S)

@@ -280,7 +280,6 @@ class StandInProtocol(FramedPeer):
             b"Sec-WebSocket-Accept: " + ws_accept(key) + b"\r\n\r\n"
         )
         self.open = True
-        self.server.connections += 1
         self.server.socket_opened()
         target = lines[0].split(b" ")[1] if lines[0].count(b" ") >= 2 else b""
         self.live = target.partition(b"?")[0].decode(errors="replace") == lp.LIVE_PATH
@@ -372,7 +371,6 @@ class LoadStandIn:
         self.echo = echo
         self.host = host
         self.requested_port = port
-        self.connections = 0
         self.sessions = {"realtime": 0, "live": 0}  # model sockets opened, by protocol
         self.open_sockets = 0
         self._none_open = asyncio.Event()
@@ -733,9 +731,6 @@ class LoadResult:
     window_s: float
     # Model sockets the server opened to the stand-in, by protocol ("realtime", "live").
     model_sessions: dict[str, int] = field(default_factory=dict)
-    # Each call's first frames that never reached the model, before the first that did: not
-    # lost in `frames_lost_in`. The GPT-Live client, by design, does not send the caller's
-    # silence from before its session started (and the load's frames read as silence).
 
     def as_json(self) -> bytes:
         return orjson.dumps(self.__dict__, option=orjson.OPT_INDENT_2)

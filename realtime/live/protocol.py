@@ -24,6 +24,7 @@ from realtime.model import (
     ContextItem,
     ModelError,
     RealtimeSettings,
+    Role,
     ServiceToolCall,
     ToolCallRequested,
     Usage,
@@ -174,7 +175,7 @@ class UsageUpdated:
 
 @dataclass(frozen=True, slots=True)
 class TranscriptDelta:
-    role: str  # "user" or "assistant"
+    role: Role
     text: str
     start_ms: int
     end_ms: int
@@ -240,7 +241,7 @@ def parse_server_message(raw: bytes | str, responses: dict[str, str]) -> LiveEve
     return None
 
 
-def _transcript(role: str, data: dict[str, Any]) -> TranscriptDelta:
+def _transcript(role: Role, data: dict[str, Any]) -> TranscriptDelta:
     return TranscriptDelta(role, str(data["delta"]), int(data["start_ms"]), int(data["end_ms"]))
 
 

@@ -112,7 +112,6 @@ class OpenAILiveSession(ModelConnection):
         self._input_ms = 0.0
         self._next_line_check_ms = 0.0
         self._timeline = TranscriptTimeline()
-        self._last_speech_ms = {"user": -math.inf, "assistant": -math.inf}
         self._renew_at: float | None = None  # time.monotonic() to look for a quiet moment
         self._renew_by: float | None = None  # ... and to renew, quiet or not
         # Caller frames no transcript covers yet: [end on this session's timeline, payload].
@@ -177,7 +176,6 @@ class OpenAILiveSession(ModelConnection):
         self._input_ms = 0.0
         self._next_line_check_ms = 0.0
         self._timeline = TranscriptTimeline()
-        self._last_speech_ms = {"user": -math.inf, "assistant": -math.inf}
         self._responses.clear()
         self._calls.clear()
         self._started_at = time.monotonic()
@@ -311,9 +309,7 @@ class OpenAILiveSession(ModelConnection):
         """Keep the fragment for its line; caller audio it covers (or that the agent has begun
         to answer) need not be replayed to a next session."""
         self._timeline.add(delta)
-        role = "user" if delta.role == "user" else "assistant"
-        self._last_speech_ms[role] = max(self._last_speech_ms[role], delta.end_ms)
-        covered = delta.end_ms if role == "user" else delta.start_ms
+        covered = delta.end_ms if delta.role == "user" else delta.start_ms
         while self._backlog and self._backlog[0][0] <= covered:
             self._backlog.popleft()
 
@@ -329,8 +325,9 @@ class OpenAILiveSession(ModelConnection):
             return False
         if self._renew_by is not None and now >= self._renew_by:
             return True
-        quiet_agent = self._input_ms - self._last_speech_ms["assistant"] >= QUIET_FOR_RENEWAL_MS
-        quiet_caller = self._input_ms - self._last_speech_ms["user"] >= QUIET_FOR_RENEWAL_MS
+        heard = self._timeline.heard_through
+        quiet_agent = self._input_ms - heard("assistant") >= QUIET_FOR_RENEWAL_MS
+        quiet_caller = self._input_ms - heard("user") >= QUIET_FOR_RENEWAL_MS
         if not (quiet_agent and quiet_caller) or self._calls:
             return False
         # The caller's transcript lags their voice: their last second of audio must be quiet.

@@ -74,8 +74,11 @@ class TranscriptTimeline:
 
     def add(self, fragment: TranscriptDelta) -> None:
         self._pending.append(fragment)
-        role: Role = "user" if fragment.role == "user" else "assistant"
-        self._through[role] = max(self._through[role], fragment.end_ms)
+        self._through[fragment.role] = max(self._through[fragment.role], fragment.end_ms)
+
+    def heard_through(self, role: Role) -> int:
+        """Where that side's last fragment so far ends (-1: none yet)."""
+        return self._through[role]
 
     @property
     def pending(self) -> bool:
@@ -108,7 +111,7 @@ class TranscriptTimeline:
         lines: list[_Line] = []
         latest: dict[Role, _Line] = {}
         for fragment in sorted(self._pending, key=lambda each: each.start_ms):
-            role: Role = "user" if fragment.role == "user" else "assistant"
+            role = fragment.role
             line = latest.get(role)
             other = latest.get(_other(role))
             # The other side's line beginning in between ends this one: after its end for the
