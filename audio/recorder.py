@@ -20,26 +20,42 @@ Timeline. Every position is milliseconds since the Twilio media stream started.
 Streaming. Both channels are kept as raw wire bytes at their native rates in a small window
 that starts where the file ends. Once the call clock (the newest caller timestamp, send time or
 barge-in time seen) is ``LATE_MARGIN_MS`` past the end of the next ``BLOCK_MS`` block, that block
-is decoded, resampled to the file rate with one continuous ``StreamResampler`` per channel (so
-the file equals a whole-signal resample of each channel's timeline: no edge artefacts), and
-written. ``add_caller``/``add_agent`` therefore cost a bytearray copy per 20 ms frame, plus one
-block of work about once per second; memory is the window (about 1.5 s of audio) plus the agent
-audio the model has sent ahead of playback. A gap of G seconds costs G blocks of silence written
-in the call that crosses it.
+leaves the window. ``add_caller``/``add_agent`` therefore cost a bytearray copy per 20 ms frame,
+plus one block write about once per second; memory is the window (about 1.5 s of audio) plus the
+agent audio the model has sent ahead of playback. A gap of G seconds costs G blocks of silence
+written in the call that crosses it.
 
-Crash recovery. The file is written through soundfile as a WAV from the start. libsndfile sends
-each block straight to the OS (no user-space buffer) and fixes the RIFF and data chunk sizes
-only on close, so a process that dies mid-call leaves a WAV whose header declares 0 data bytes,
-followed by every block written so far; at most the unwritten window is lost.
-``recover(path)`` reopens that file read-write through soundfile: libsndfile derives the data
-length from the file size (dropping a torn final frame) and rewrites the header on close. It then
-re-measures speech seconds from the file, since the in-memory counters died with the process.
-WAV caps a file at 4 GiB, which is 18.6 hours at 16 kHz stereo.
+Where a block goes depends on the agent's format:
+
+* ``pcmu`` (the bridge's calls: both channels are mu-law 8 kHz on the wire): the block is
+  appended as it is, the two channels' bytes interleaved, to a stereo mu-law 8 kHz WAV (the
+  *call log*). No decoding, resampling or metering happens during the call, so the media path
+  pays only for a 16 KB write a second. ``finalize`` then transcodes the log into the stored
+  file (decode, resample to the file rate with one continuous ``StreamResampler`` per channel,
+  speech meters, PCM16 WAV) block by block in the caller's thread (the bridge's worker pool),
+  and puts it in the log's place.
+* ``pcm`` (PCM16 24 kHz agent audio): the channels differ in rate and width, so each block is
+  transcoded as it leaves the window, straight into the stored file.
+
+Either way the stored file equals a whole-signal resample of each channel's timeline (no edge
+artefacts: the transcoder sees the same blocks in the same order).
+
+Crash recovery. Both files are written straight to the OS from the start (``os.write`` for the
+call log; libsndfile has no user-space buffer either) with header sizes that are fixed only at
+the end, so a process that dies mid-call leaves a WAV whose header declares 0 data bytes,
+followed by every block written so far; at most the unwritten window is lost. ``recover(path)``
+makes it the stored file: a call log is transcoded as ``finalize`` would (its length taken from
+the file size, a torn final frame dropped); a PCM16 file is reopened read-write through
+soundfile, which derives the data length from the file size and rewrites the header on close,
+and its speech seconds are re-measured from the file, since the in-memory counters died with the
+process. WAV caps a file at 4 GiB, which is 18.6 hours at 16 kHz stereo.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -79,29 +95,12 @@ class _Track:
     ``buf[0]`` is native sample ``base``: everything before ``base`` is already in the file.
     """
 
-    __slots__ = (
-        "base",
-        "buf",
-        "bytes_per_sample",
-        "decode",
-        "resampler",
-        "samples_per_ms",
-        "silence_byte",
-    )
+    __slots__ = ("base", "buf", "bytes_per_sample", "samples_per_ms", "silence_byte")
 
-    def __init__(
-        self,
-        rate: int,
-        bytes_per_sample: int,
-        silence_byte: int,
-        decode: Callable[[bytes], np.ndarray],
-        out_rate: int,
-    ) -> None:
+    def __init__(self, rate: int, bytes_per_sample: int, silence_byte: int) -> None:
         self.samples_per_ms = rate // 1000
         self.bytes_per_sample = bytes_per_sample
         self.silence_byte = bytes([silence_byte])
-        self.decode = decode
-        self.resampler = StreamResampler(rate, out_rate)
         self.buf = bytearray()
         self.base = 0
 
@@ -132,15 +131,196 @@ class _Track:
         offset = max(sample - self.base, 0) * self.bytes_per_sample
         del self.buf[offset:]
 
-    def take_pcm(self, n_samples: int, last: bool) -> np.ndarray:
-        """Remove the next ``n_samples`` (silence past the end) and resample them."""
+    def take(self, n_samples: int) -> bytearray:
+        """Remove the next ``n_samples`` as wire bytes (silence past the end)."""
         n_bytes = n_samples * self.bytes_per_sample
         chunk = self.buf[:n_bytes]  # a copy: the window is trimmed next
         del self.buf[:n_bytes]
         if len(chunk) < n_bytes:
             chunk += self.silence_byte * (n_bytes - len(chunk))
         self.base += n_samples
-        return self.resampler.process(self.decode(chunk), last=last)
+        return chunk
+
+
+@dataclass(frozen=True, slots=True)
+class _WireFormat:
+    rate: int
+    bytes_per_sample: int
+    silence_byte: int
+    decode: Callable[[bytes | bytearray | memoryview], np.ndarray]
+
+
+ULAW_8K = _WireFormat(CALLER_RATE, 1, ULAW_SILENCE, ulaw_decode)
+PCM16_24K = _WireFormat(AGENT_FORMATS["pcm"], 2, 0, pcm16_from_bytes)
+
+
+class _StoredFileWriter:
+    """Native-rate blocks of both channels -> the stored stereo PCM16 WAV, with speech meters.
+
+    One continuous resampler per channel, so the file is a whole-signal resample of each
+    channel's timeline however the blocks were cut.
+    """
+
+    def __init__(self, path: str, rate: int, caller: _WireFormat, agent: _WireFormat) -> None:
+        self._rate = rate
+        self._formats = (caller, agent)
+        self._resamplers = (StreamResampler(caller.rate, rate), StreamResampler(agent.rate, rate))
+        self._pending = [np.empty(0, np.int16), np.empty(0, np.int16)]
+        self._meters = (SpeechMeter(rate), SpeechMeter(rate))
+        self.frames_written = 0
+        self._file = sf.SoundFile(
+            path, "w", samplerate=rate, channels=CHANNELS, format="WAV", subtype="PCM_16"
+        )
+
+    @property
+    def buffered_bytes(self) -> int:
+        return sum(p.nbytes for p in self._pending)
+
+    def write(
+        self, caller: bytes | bytearray | memoryview, agent: bytes | bytearray | memoryview, *,
+        last: bool,
+    ) -> None:  # fmt: skip
+        for channel, audio in ((CALLER_CHANNEL, caller), (AGENT_CHANNEL, agent)):
+            pcm = self._formats[channel].decode(audio)
+            out = self._resamplers[channel].process(pcm, last=last)
+            pending = self._pending[channel]
+            self._pending[channel] = np.concatenate((pending, out)) if pending.size else out
+        self._write_pending()
+
+    def finish(self, total_frames: int) -> tuple[float, float]:
+        """Make the file exactly ``total_frames`` long, close it; return speech seconds."""
+        # The two resamplers may round the final length differently; the file must match the
+        # call length exactly, so trim or pad each channel to it.
+        n_frames = total_frames - self.frames_written
+        for channel, pending in enumerate(self._pending):
+            if pending.size >= n_frames:
+                self._pending[channel] = pending[: max(n_frames, 0)]
+            else:
+                pad = np.zeros(n_frames - pending.size, np.int16)
+                self._pending[channel] = np.concatenate((pending, pad))
+        self._write_pending()
+        self.close()
+        return self._meters[CALLER_CHANNEL].finish(), self._meters[AGENT_CHANNEL].finish()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _write_pending(self) -> None:
+        caller, agent = self._pending
+        n = min(caller.size, agent.size)
+        if n == 0:
+            return
+        frames = np.empty((n, CHANNELS), np.int16)
+        frames[:, CALLER_CHANNEL] = caller[:n]
+        frames[:, AGENT_CHANNEL] = agent[:n]
+        self._file.write(frames)
+        self._meters[CALLER_CHANNEL].feed(caller[:n])
+        self._meters[AGENT_CHANNEL].feed(agent[:n])
+        self._pending = [caller[n:], agent[n:]]
+        self.frames_written += n
+
+
+# The call log: a stereo mu-law 8 kHz WAV (WAVE_FORMAT_MULAW, an 18-byte fmt chunk as the
+# format asks of non-PCM data) whose RIFF and data sizes stay 0 until it is transcoded.
+_WAVE_FORMAT_MULAW = 7
+_LOG_BLOCK_ALIGN = CHANNELS  # one byte per sample per channel
+_LOG_HEADER = (
+    b"RIFF" + struct.pack("<I", 0) + b"WAVE"
+    + b"fmt " + struct.pack(
+        "<IHHIIHHH", 18, _WAVE_FORMAT_MULAW, CHANNELS, CALLER_RATE,
+        CALLER_RATE * _LOG_BLOCK_ALIGN, _LOG_BLOCK_ALIGN, 8, 0,
+    )
+    + b"data" + struct.pack("<I", 0)
+)  # fmt: skip
+_LOG_BLOCK_BYTES = CALLER_RATE * BLOCK_MS // 1000 * _LOG_BLOCK_ALIGN
+
+
+class _CallLog:
+    """Both mu-law channels, interleaved, appended to the call log a block at a time."""
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(self._fd, _LOG_HEADER)
+
+    def write(self, caller: bytearray, agent: bytearray) -> None:
+        frames = np.empty((len(caller), CHANNELS), np.uint8)
+        frames[:, CALLER_CHANNEL] = np.frombuffer(caller, np.uint8)
+        frames[:, AGENT_CHANNEL] = np.frombuffer(agent, np.uint8)
+        data = frames.tobytes()
+        while data:  # os.write may write less than asked (a full disk says so by raising)
+            data = data[os.write(self._fd, data) :]
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _call_log_data_offset(path: str) -> int | None:
+    """Where the audio starts if ``path`` is a call log (stereo mu-law 8 kHz WAV), else None."""
+    with open(path, "rb") as handle:
+        head = handle.read(len(_LOG_HEADER))
+    if len(head) < len(_LOG_HEADER) or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    if head[12:16] != b"fmt " or head[38:42] != b"data":
+        return None
+    fmt_tag, channels, rate = struct.unpack_from("<HHI", head, 20)
+    if fmt_tag != _WAVE_FORMAT_MULAW:
+        return None
+    if channels != CHANNELS or rate != CALLER_RATE:
+        raise AudioFormatError(
+            f"{path} is a mu-law WAV with {channels} channel(s) at {rate} Hz; a call log is "
+            f"stereo at {CALLER_RATE} Hz"
+        )
+    return len(_LOG_HEADER)
+
+
+def _transcode_call_log(path: str, rate: int, total_frames: int | None) -> RecordingInfo:
+    """Turn a call log into the stored file, in its place (a crash meanwhile leaves the log).
+
+    ``total_frames``: the stored file's length (default: the log's own length at ``rate``).
+    """
+    offset = _call_log_data_offset(path)
+    if offset is None:
+        raise AudioFormatError(f"{path} is not a call log")
+    size = os.path.getsize(path) - offset
+    size -= size % _LOG_BLOCK_ALIGN  # a torn final frame (the process died mid-write)
+    n_samples = size // _LOG_BLOCK_ALIGN
+    if total_frames is None:
+        total_frames = round(n_samples * rate / CALLER_RATE)
+    stored = path + ".transcoding"
+    writer = _StoredFileWriter(stored, rate, ULAW_8K, ULAW_8K)
+    try:
+        with open(path, "rb") as log:
+            log.seek(offset)
+            remaining = size
+            while True:
+                block = log.read(min(_LOG_BLOCK_BYTES, remaining))
+                remaining -= len(block)
+                frames = np.frombuffer(block, np.uint8).reshape(-1, CHANNELS)
+                writer.write(
+                    np.ascontiguousarray(frames[:, CALLER_CHANNEL]),
+                    np.ascontiguousarray(frames[:, AGENT_CHANNEL]),
+                    last=remaining <= 0,
+                )
+                if remaining <= 0:
+                    break
+        caller_speech, agent_speech = writer.finish(total_frames)
+    except BaseException:
+        writer.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(stored)
+        raise
+    os.replace(stored, path)
+    return RecordingInfo(
+        path=path,
+        duration_s=writer.frames_written / rate,
+        size_bytes=os.path.getsize(path),
+        sample_rate=rate,
+        channels=CHANNELS,
+        caller_speech_s=caller_speech,
+        agent_speech_s=agent_speech,
+    )
 
 
 class CallRecorder:
@@ -155,30 +335,24 @@ class CallRecorder:
             )
         self._path = os.fspath(path)
         self._rate = check_rate(sample_rate)
-        self._caller = _Track(CALLER_RATE, 1, ULAW_SILENCE, ulaw_decode, sample_rate)
-        self._agent = (
-            _Track(AGENT_FORMATS["pcm"], 2, 0, pcm16_from_bytes, sample_rate)
-            if agent_format == "pcm"
-            else _Track(AGENT_FORMATS["pcmu"], 1, ULAW_SILENCE, ulaw_decode, sample_rate)
-        )
+        agent = ULAW_8K if agent_format == "pcmu" else PCM16_24K
+        self._caller = _Track(ULAW_8K.rate, ULAW_8K.bytes_per_sample, ULAW_8K.silence_byte)
+        self._agent = _Track(agent.rate, agent.bytes_per_sample, agent.silence_byte)
         self._agent_end = 0  # native agent sample where queued playback ends
         self._now_ms = 0.0
-        self._flushed_ms = 0.0  # timeline already handed to the resamplers
+        self._flushed_ms = 0.0  # timeline already written out of the window
         self._flush_at_ms = float(BLOCK_MS + LATE_MARGIN_MS)
-        self._pending = [np.empty(0, np.int16), np.empty(0, np.int16)]
-        self._meters = (SpeechMeter(sample_rate), SpeechMeter(sample_rate))
-        self._frames_written = 0
         self._closed = False
         self._info: RecordingInfo | None = None
         self.late_caller_ms = 0.0
-        self._file = sf.SoundFile(
-            self._path,
-            "w",
-            samplerate=sample_rate,
-            channels=CHANNELS,
-            format="WAV",
-            subtype="PCM_16",
-        )
+        # Mu-law agents: a call log now, the stored file at the end. PCM agents: the stored
+        # file block by block.
+        self._log: _CallLog | None = None
+        self._writer: _StoredFileWriter | None = None
+        if agent is ULAW_8K:
+            self._log = _CallLog(self._path)
+        else:
+            self._writer = _StoredFileWriter(self._path, self._rate, ULAW_8K, agent)
 
     @property
     def path(self) -> str:
@@ -201,7 +375,8 @@ class CallRecorder:
     @property
     def buffered_bytes(self) -> int:
         """Bytes of audio held in memory (the unwritten window and resampled output)."""
-        return len(self._caller.buf) + len(self._agent.buf) + sum(p.nbytes for p in self._pending)
+        writer = 0 if self._writer is None else self._writer.buffered_bytes
+        return len(self._caller.buf) + len(self._agent.buf) + writer
 
     def add_caller(self, ulaw: bytes | bytearray | memoryview, timestamp_ms: int | str) -> None:
         """Place one Twilio media payload (decoded mu-law bytes) at ``media.timestamp``."""
@@ -256,6 +431,7 @@ class CallRecorder:
             return self._info
         self._check_open()
         self._closed = True
+        writer, log = self._writer, self._log
         try:
             end = self._call_end_ms(end_ms)
             self._cut_agent(end)
@@ -264,18 +440,25 @@ class CallRecorder:
                 self._flush_until(self._flushed_ms + BLOCK_MS, last=False)
             self._flush_until(end, last=True)
             total_frames = round(end * self._rate / 1000)
-            self._fit_pending(total_frames - self._frames_written)
-            self._write_pending()
+            if log is not None:
+                log.close()
+                self._info = _transcode_call_log(self._path, self._rate, total_frames)
+                return self._info
+            assert writer is not None
+            caller_speech, agent_speech = writer.finish(total_frames)
         finally:
-            self._file.close()
+            if log is not None:
+                log.close()
+            if writer is not None:
+                writer.close()
         self._info = RecordingInfo(
             path=self._path,
-            duration_s=self._frames_written / self._rate,
+            duration_s=writer.frames_written / self._rate,
             size_bytes=os.path.getsize(self._path),
             sample_rate=self._rate,
             channels=CHANNELS,
-            caller_speech_s=self._meters[CALLER_CHANNEL].finish(),
-            agent_speech_s=self._meters[AGENT_CHANNEL].finish(),
+            caller_speech_s=caller_speech,
+            agent_speech_s=agent_speech,
         )
         return self._info
 
@@ -316,37 +499,14 @@ class CallRecorder:
         self._flush_at_ms = self._flushed_ms + BLOCK_MS + LATE_MARGIN_MS
 
     def _flush_until(self, until_ms: float, *, last: bool) -> None:
-        for channel, track in ((CALLER_CHANNEL, self._caller), (AGENT_CHANNEL, self._agent)):
-            n_samples = max(round(until_ms * track.samples_per_ms) - track.base, 0)
-            out = track.take_pcm(n_samples, last)
-            pending = self._pending[channel]
-            self._pending[channel] = np.concatenate((pending, out)) if pending.size else out
+        caller, agent = self._caller, self._agent
+        caller_audio = caller.take(max(round(until_ms * caller.samples_per_ms) - caller.base, 0))
+        agent_audio = agent.take(max(round(until_ms * agent.samples_per_ms) - agent.base, 0))
+        if self._log is not None:
+            self._log.write(caller_audio, agent_audio)
+        elif self._writer is not None:
+            self._writer.write(caller_audio, agent_audio, last=last)
         self._flushed_ms = until_ms
-        self._write_pending()
-
-    def _fit_pending(self, n_frames: int) -> None:
-        # The two resamplers may round the final length differently; the file must match the
-        # call length exactly, so trim or pad each channel to it.
-        for channel, pending in enumerate(self._pending):
-            if pending.size >= n_frames:
-                self._pending[channel] = pending[: max(n_frames, 0)]
-            else:
-                pad = np.zeros(n_frames - pending.size, np.int16)
-                self._pending[channel] = np.concatenate((pending, pad))
-
-    def _write_pending(self) -> None:
-        caller, agent = self._pending
-        n = min(caller.size, agent.size)
-        if n == 0:
-            return
-        frames = np.empty((n, CHANNELS), np.int16)
-        frames[:, CALLER_CHANNEL] = caller[:n]
-        frames[:, AGENT_CHANNEL] = agent[:n]
-        self._file.write(frames)
-        self._meters[CALLER_CHANNEL].feed(caller[:n])
-        self._meters[AGENT_CHANNEL].feed(agent[:n])
-        self._pending = [caller[n:], agent[n:]]
-        self._frames_written += n
 
 
 def _call_time(value: float, what: str) -> float:
@@ -356,12 +516,18 @@ def _call_time(value: float, what: str) -> float:
         raise AudioFormatError(f"invalid {what} {value!r}") from exc
 
 
-def recover(path: str | os.PathLike[str]) -> RecordingInfo:
-    """Make a recording left by a crashed process a valid WAV and describe it.
+def recover(path: str | os.PathLike[str], *, sample_rate: int = 16000) -> RecordingInfo:
+    """Make a recording left by a crashed process the stored WAV and describe it.
 
-    Safe on a finalized recording too (it only rewrites the same header).
+    A call log (a mu-law agent's call) is transcoded at ``sample_rate``; a PCM16 file keeps its
+    own rate. Safe on a finalized recording too (it only rewrites the same header).
     """
     path = os.fspath(path)
+    try:
+        if _call_log_data_offset(path) is not None:
+            return _transcode_call_log(path, check_rate(sample_rate), None)
+    except OSError as exc:
+        raise AudioFormatError(f"cannot recover {path}: {exc}") from exc
     try:
         # libsndfile recomputes the data length from the file size and rewrites the header
         # when a read-write handle is closed.

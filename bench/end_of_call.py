@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     call_command("migrate", verbosity=0)
     call = Call.objects.create(
-        call_sid="CA" + "0" * 32, caller="+1", agent="+2", started_at=timezone.now()
+        call_sid="CA" + "0" * 32, caller="+1", started_at=timezone.now()
     )
     frame = bytes(range(96, 256))  # 160 bytes of mu-law
     recorder = CallRecorder(workdir / "call.wav")

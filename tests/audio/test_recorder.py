@@ -342,10 +342,10 @@ def test_memory_stays_bounded_over_a_long_call(tmp_path):
     assert max(peaks) - min(peaks) < 4096
 
 
-def test_crash_state_is_recoverable(tmp_path):
-    # libsndfile writes blocks straight to the OS, so a copy taken mid-call is byte for byte
-    # what a killed process leaves behind.
-    call = make_call(tmp_path)
+def test_crash_state_is_recoverable(tmp_path, agent_format):
+    # Blocks go straight to the OS (the call log by os.write, libsndfile unbuffered), so a copy
+    # taken mid-call is byte for byte what a killed process leaves behind.
+    call = make_call(tmp_path, agent_format)
     speech = speech_clip(8000, 5.0, seed=17)
     call.caller_stream(speech, 0, 5000)
     crashed = tmp_path / "crashed.wav"
@@ -359,16 +359,21 @@ def test_crash_state_is_recoverable(tmp_path):
     with wave.open(str(crashed)) as wav:
         assert wav.getnframes() == round(info.duration_s * OUT_RATE)
     left, _ = read_channels(crashed)
-    ref_left, _ = call.reference(5000)
-    np.testing.assert_array_equal(left, ref_left[: left.size])
+    if agent_format == "pcmu":
+        # The call log is transcoded whole: the caller's timeline up to the crash, resampled.
+        ref_left, _ = call.reference(info.duration_s * 1000)
+    else:
+        # The stored file is what the streaming resampler had emitted by then.
+        ref_left = call.reference(5000)[0][: left.size]
+    np.testing.assert_array_equal(left, ref_left)
     assert info.caller_speech_s > 2.0
     assert describe_recording(crashed) == info
     # The live recording is unaffected and still finalizes.
     assert call.recorder.finalize(5000).duration_s == 5.0
 
 
-def test_recover_trims_a_torn_final_frame(tmp_path):
-    call = make_call(tmp_path)
+def test_recover_trims_a_torn_final_frame(tmp_path, agent_format):
+    call = make_call(tmp_path, agent_format)
     call.caller_stream(speech_clip(8000, 3.0, seed=18), 0, 3000)
     crashed = tmp_path / "torn.wav"
     shutil.copyfile(tmp_path / "call.wav", crashed)
@@ -399,22 +404,24 @@ CRASHING_CALL = textwrap.dedent(
 
     speech, _ = voiced_speech(8000, 6.0, seed=21)
     ulaw = ulaw_encode(speech)
-    recorder = CallRecorder(sys.argv[1], agent_format="pcm")
+    agent_format = sys.argv[2]
+    recorder = CallRecorder(sys.argv[1], agent_format=agent_format)
+    tone = np.full(24000 if agent_format == "pcm" else 8000, 3000, np.int16)
     for ts in range(0, 6000, 20):
         recorder.add_caller(ulaw[ts * 8 : ts * 8 + 160], ts)
         if ts == 1000:
-            recorder.add_agent(np.full(24000, 3000, np.int16).tobytes(), ts)
+            recorder.add_agent(tone.tobytes() if agent_format == "pcm" else ulaw_encode(tone), ts)
     os._exit(1)  # the process dies: no finalize, no close, no atexit
     """
 )
 
 
 @pytest.mark.slow
-def test_recover_after_the_process_was_killed(tmp_path):
+def test_recover_after_the_process_was_killed(tmp_path, agent_format):
     path = tmp_path / "killed.wav"
     repo_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     result = subprocess.run(
-        [sys.executable, "-c", CRASHING_CALL, str(path)],
+        [sys.executable, "-c", CRASHING_CALL, str(path), agent_format],
         cwd=repo_root,
         capture_output=True,
         timeout=60,
@@ -428,7 +435,56 @@ def test_recover_after_the_process_was_killed(tmp_path):
     _, right = read_channels(path)
     assert info.caller_speech_s > 1.0
     assert info.agent_speech_s == pytest.approx(1.0, abs=0.05)  # the 1 s agent tone
+    # (mu-law carries 3000 as 2975)
     assert right[ms_to_frame(1100) : ms_to_frame(1900)].min() > 2900
+
+
+def test_a_mu_law_call_is_logged_as_wire_bytes_and_stored_as_pcm16_at_the_end(tmp_path):
+    call = make_call(tmp_path, "pcmu")
+    speech = speech_clip(8000, 3.0, seed=24)
+    call.caller_stream(speech, 0, 3000)
+    send_response(call, speech_clip(8000, 1.0, seed=25), 3000)
+    call.caller_stream(np.zeros(0, np.int16), 3000, 5000)
+    # During the call: a stereo mu-law 8 kHz WAV of whole written blocks, nothing decoded.
+    written_s = call.recorder.written_ms / 1000
+    assert written_s >= 3
+    logged = (tmp_path / "call.wav").read_bytes()
+    assert len(logged) == 46 + round(written_s * 8000) * 2
+    with sf.SoundFile(tmp_path / "call.wav") as log:
+        assert (log.format, log.subtype, log.channels, log.samplerate) == ("WAV", "ULAW", 2, 8000)
+    interleaved = np.frombuffer(logged[46:], np.uint8).reshape(-1, 2)
+    assert interleaved[:8000, 0].tobytes() == ulaw_encode(speech)[:8000]
+
+    info = call.recorder.finalize(5000)
+    assert (info.sample_rate, info.channels, info.duration_s) == (OUT_RATE, 2, 5.0)
+    left, right = read_channels(tmp_path / "call.wav")
+    ref_left, ref_right = call.reference(5000)
+    np.testing.assert_array_equal(left, ref_left)
+    np.testing.assert_array_equal(right, ref_right)
+    assert describe_recording(info.path) == info
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["call.wav"]  # no transcoding leftover
+
+
+def test_a_transcode_that_fails_leaves_the_call_log_for_recovery(tmp_path, monkeypatch):
+    call = make_call(tmp_path, "pcmu")
+    call.caller_stream(speech_clip(8000, 2.5, seed=26), 0, 2500)
+    import audio.recorder as recorder_module
+
+    real_writer = recorder_module._StoredFileWriter
+
+    class FullDisk(real_writer):
+        def write(self, *args, **kwargs):
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(recorder_module, "_StoredFileWriter", FullDisk)
+    with pytest.raises(OSError, match="No space"):
+        call.recorder.finalize(2500)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["call.wav"]
+    monkeypatch.setattr(recorder_module, "_StoredFileWriter", real_writer)
+    info = recover(tmp_path / "call.wav")
+    assert info.duration_s == 2.5  # every block was logged before the transcode
+    left, _ = read_channels(tmp_path / "call.wav")
+    np.testing.assert_array_equal(left, call.reference(2500)[0])
 
 
 def test_recover_rejects_files_that_are_not_call_recordings(tmp_path):
@@ -440,6 +496,10 @@ def test_recover_rejects_files_that_are_not_call_recordings(tmp_path):
     sf.write(mono, np.zeros(160, np.int16), OUT_RATE)
     with pytest.raises(AudioFormatError, match="stereo"):
         recover(mono)
+    mono_ulaw = tmp_path / "mono-ulaw.wav"
+    sf.write(mono_ulaw, np.zeros(160, np.int16), 8000, subtype="ULAW")
+    with pytest.raises(AudioFormatError, match="stereo"):
+        recover(mono_ulaw)
 
 
 def test_bad_input_raises_audio_format_error(tmp_path):
