@@ -44,7 +44,7 @@ from realtime import model as m
 from realtime.lifecycle import RecordingLease
 from realtime.store import PENDING_FINALIZATIONS, CallStore
 from realtime.tools import CallInfo, ToolOutcome, error_output, run_tool
-from realtime.track import TrackPlayback
+from realtime.track import ULAW_BYTES_PER_MS, TrackPlayback
 from telephony import messages as tw
 from telephony import rest
 from telephony.twiml import (
@@ -62,7 +62,6 @@ from telephony.twiml import (
 
 logger = logging.getLogger(__name__)
 
-ULAW_BYTES_PER_MS = 8  # mu-law 8 kHz: one byte per sample
 # Errors the service answers to requests that raced its own actions: harmless, not counted.
 #  - response.cancel after the service had already cancelled (server VAD does on speech);
 #  - the hang-up commit after the VAD had already closed the turn (an empty buffer).
@@ -767,15 +766,17 @@ class CallBridge:
         item = self._items.get(event.item_id)
         if item is not None and item.interrupted:
             return  # a late delta of an item the caller cut off
-        try:
-            audio = binascii.a2b_base64(event.audio_b64)
-        except binascii.Error:
-            self.measures.model_errors += 1
-            return
+        audio = event.audio
+        if audio is None:
+            try:
+                audio = binascii.a2b_base64(event.audio_b64)
+            except binascii.Error:
+                self.measures.model_errors += 1
+                return
         now = self.now_ms()
         plays_at = max(now, self._playback_end_ms)
         if self.continuous:
-            self._on_track_audio(audio, now, plays_at)
+            self._on_track_audio(audio, event.audible, now, plays_at)
         if item is None:
             item = AgentItem(event.item_id, play_start_ms=plays_at)
             self._items[event.item_id] = item
@@ -794,11 +795,13 @@ class CallBridge:
             await self._send_mark(item)
         self.recorder.add_agent(audio, now)
 
-    def _on_track_audio(self, audio: bytes, arrived_ms: float, plays_at_ms: float) -> None:
+    def _on_track_audio(
+        self, audio: bytes, audible: bool | None, arrived_ms: float, plays_at_ms: float
+    ) -> None:
         """A continuous track: keep when it plays; a reply's first sound is a turn."""
         if self._track is None:
             self._track = TrackPlayback()
-        if self._track.add(audio, arrived_ms, plays_at_ms):
+        if self._track.add(audio, arrived_ms, plays_at_ms, audible=audible):
             self.measures.turns += 1
 
     def _on_timed_line(self, line: m.TimedLine) -> None:

@@ -119,11 +119,18 @@ class SessionReady:
 
 @dataclass(frozen=True)
 class AudioDelta:
-    """A chunk of agent audio, base64 mu-law 8 kHz (converted by the session if needed)."""
+    """A chunk of agent audio, base64 mu-law 8 kHz (converted by the session if needed).
+
+    A session that has already decoded the chunk passes the bytes and whether they carry
+    sound (GPT-Live's, which tracks the agent's sound itself), so the bridge does not do it
+    again on every delta; None: the bridge works them out.
+    """
 
     item_id: str
     response_id: str
     audio_b64: str
+    audio: bytes | None = None
+    audible: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -33,14 +33,17 @@ class TrackPlayback:
         self._lag_ms: list[float] = []  # ... audio arriving plays this much later
         self.speech_until_ms: float | None = None  # call time the last speech heard ends
 
-    def add(self, ulaw: bytes, arrived_ms: float, plays_at_ms: float) -> bool:
+    def add(
+        self, ulaw: bytes, arrived_ms: float, plays_at_ms: float, *, audible: bool | None = None
+    ) -> bool:
         """A delta that arrived (and was sent to Twilio) at `arrived_ms` and starts playing at
-        `plays_at_ms`; True if it begins a reply (speech after a pause of REPLY_GAP_MS)."""
+        `plays_at_ms`; True if it begins a reply (speech after a pause of REPLY_GAP_MS).
+        `audible`: whether it carries sound, if the session already knows (else tested here)."""
         lag = plays_at_ms - arrived_ms
         if not self._lag_ms or abs(self._lag_ms[-1] - lag) > LAG_STEP_MS:
             self._arrived_ms.append(arrived_ms)
             self._lag_ms.append(lag)
-        if not ulaw_is_audible(ulaw):
+        if not (ulaw_is_audible(ulaw) if audible is None else audible):
             return False
         last = self.speech_until_ms
         self.speech_until_ms = plays_at_ms + len(ulaw) / ULAW_BYTES_PER_MS

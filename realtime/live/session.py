@@ -59,6 +59,7 @@ from realtime.model import (
     SessionReady,
     ToolCallRequested,
 )
+from realtime.track import ULAW_BYTES_PER_MS
 
 logger = logging.getLogger(__name__)
 
@@ -275,8 +276,15 @@ class OpenAILiveSession(ModelConnection):
             kind = type(event)
             if kind is protocol.OutputAudio:
                 audio_b64: str = event.audio_b64  # type: ignore[union-attr]
-                self._on_track_audio(audio_b64)
-                yield AudioDelta(self._track_id, "", audio_b64)
+                try:
+                    audio = binascii.a2b_base64(audio_b64)
+                except binascii.Error:
+                    yield AudioDelta(self._track_id, "", audio_b64)  # the bridge counts it
+                    continue
+                audible = ulaw_is_audible(audio)
+                if audible:
+                    self._on_track_sound(len(audio) / ULAW_BYTES_PER_MS)
+                yield AudioDelta(self._track_id, "", audio_b64, audio=audio, audible=audible)
             elif kind is protocol.TranscriptDelta:
                 self._on_transcript(event)  # type: ignore[arg-type]
             elif kind is ToolCallRequested:
@@ -298,12 +306,11 @@ class OpenAILiveSession(ModelConnection):
                 if self._renewal_due():
                     raise _Renew
 
-    def _on_track_audio(self, audio_b64: str) -> None:
+    def _on_track_sound(self, duration_ms: float) -> None:
         """The track's sound (not its silence) is where the agent is speaking: the audio
         arriving now is the timeline's now (the service streams the track in real time)."""
-        if _audible(audio_b64):
-            now = self._input_ms
-            self._timeline.agent_sound(now, now + ulaw_ms_of_base64(audio_b64))
+        now = self._input_ms
+        self._timeline.agent_sound(now, now + duration_ms)
 
     def _on_transcript(self, delta: protocol.TranscriptDelta) -> None:
         """Keep the fragment for its line; caller audio it covers (or that the agent has begun
