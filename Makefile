@@ -8,6 +8,10 @@ STAMP := $(VENV)/.installed
 # bridge_project.serve can fall back to .env's HOST/PORT, then to 127.0.0.1:8000.
 HOST ?=
 PORT ?=
+# Server processes on the one port: a number, or auto (one per core). Passed on only when set,
+# like HOST and PORT (so .env's WORKERS applies); serve.py's default is 1. More than 1 needs
+# REDIS_URL (README, the paragraph on WORKERS).
+WORKERS ?=
 SERVER ?= uvicorn
 PYTEST_ARGS ?=
 
@@ -29,7 +33,7 @@ run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	@echo "No admin user yet? Create one with: $(BIN)/python manage.py createsuperuser"
-	exec $(BIN)/python -m bridge_project.serve --server $(SERVER) $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
+	exec $(BIN)/python -m bridge_project.serve --server $(SERVER) $(if $(WORKERS),--workers $(WORKERS)) $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

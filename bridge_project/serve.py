@@ -7,6 +7,11 @@ the product never imports the simulator, and this launcher only names its module
 Run as `python -m bridge_project.serve --server uvicorn --host 127.0.0.1 --port 8000`. Without
 --host/--port the address comes from HOST/PORT in the environment, else in `.env`, else
 127.0.0.1:8000 (`make run` passes them only when they are set, so `.env` is not overridden).
+
+`--workers N` (or WORKERS, likewise; `auto`: one per core) serves with N uvicorn processes on
+the one port (uvicorn's own supervisor: each worker runs the ASGI lifespan, so start-up recovery
+and graceful shutdown happen in each). Processes share only what lives outside them, so N > 1
+needs the Redis channel layer (REDIS_URL): the live feed and the API throttles go through it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -40,6 +46,16 @@ DEFAULT_PORT = 8000
 # The Twilio REST stand-in's usual port: `manage.py simulate_call` finds it there.
 DEFAULT_TWILIO_STANDIN_PORT = 8766
 BANNER = "=" * 78
+DAPHNE_ONE_PROCESS = (
+    "daphne serves from one process: WORKERS > 1 needs the uvicorn server "
+    "(make run SERVER=uvicorn WORKERS=N)"
+)
+NEEDS_REDIS = (
+    "WORKERS={workers}: several server processes need a shared channel layer, and the "
+    "in-memory one lives inside a single process (the live call feed would see only its own "
+    "process's calls). Set REDIS_URL (e.g. REDIS_URL=redis://127.0.0.1:6379/0, in the "
+    "environment or .env) or run with WORKERS=1."
+)
 
 
 def wait_for_port(
@@ -178,9 +194,15 @@ def start_standin(env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def server_command(
-    server: str, host: str, port: int, env: Mapping[str, str] | None = None
+    server: str, host: str, port: int, env: Mapping[str, str] | None = None, *, workers: int = 1
 ) -> list[str]:
+    """The server's command line; `workers` > 1 is uvicorn's supervisor with that many
+    processes on one listening socket (daphne has no such mode: ValueError)."""
     env = os.environ if env is None else env
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1 (got {workers})")
+    if server == "daphne" and workers > 1:
+        raise ValueError(DAPHNE_ONE_PROCESS)
     # Twilio's frames are well under 1 KiB; anything near this cap is not Twilio.
     max_message = env.get("WS_MAX_MESSAGE_BYTES") or str(WS_MAX_MESSAGE_BYTES)
     app = "bridge_project.asgi:application"
@@ -192,11 +214,17 @@ def server_command(
             "--bind", host, "--port", str(port),
             "--websocket-max-message-size", max_message, app,
         ]  # fmt: skip
-    return [
+    command = [
         str(Path(sys.executable).parent / "uvicorn"), app, "--host", host, "--port", str(port),
         "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio",
         "--lifespan", "on", "--no-access-log", "--ws-max-size", max_message,
     ]  # fmt: skip
+    if workers > 1:
+        # uvicorn's supervisor binds the socket once and spawns the workers on it; each runs
+        # the lifespan, and SIGTERM to the supervisor is passed to every worker, which then
+        # finishes its own calls (realtime.lifecycle). One worker stays one plain process.
+        command += ["--workers", str(workers)]
+    return command
 
 
 def environment_with_dotenv(dotenv: Path, environ_map: Mapping[str, str]) -> dict[str, str]:
@@ -229,19 +257,64 @@ def resolve_address(host: str | None, port: int | None, env: Mapping[str, str]) 
     return resolved_host, resolved_port
 
 
+def resolve_workers(raw: str | None, env: Mapping[str, str]) -> int:
+    """--workers if given, else WORKERS from `env`, else 1; `auto` is the machine's cores."""
+    value = (raw if raw is not None else env.get("WORKERS", "")).strip().lower()
+    if not value:
+        return 1
+    if value == "auto":
+        return os.cpu_count() or 1
+    try:
+        workers = int(value)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise SystemExit(f"WORKERS must be a whole number of at least 1, or auto (got {value!r})")
+    return workers
+
+
+def check_workers(server: str, workers: int, env: Mapping[str, str]) -> None:
+    """Exit with what to change when `workers` processes cannot serve this configuration."""
+    if workers == 1:
+        return
+    if server == "daphne":
+        raise SystemExit(DAPHNE_ONE_PROCESS)
+    # settings.py picks channels_redis exactly when REDIS_URL is non-empty.
+    if not env.get("REDIS_URL", "").strip():
+        raise SystemExit(NEEDS_REDIS.format(workers=workers))
+
+
+def share_development_secret(env: dict[str, str]) -> None:
+    """Without SECRET_KEY, development makes up a key per process (bridge_project.config). Across
+    workers that breaks anything one process signs and another checks: the media stream token
+    (the webhook's TwiML, then the WebSocket, land on any worker), warm-transfer whisper URLs,
+    admin sessions and CSRF. One key per launch, handed to every worker, keeps them agreeing."""
+    if not env.get("SECRET_KEY", "").strip():
+        env["SECRET_KEY"] = "dev-insecure-" + secrets.token_urlsafe(40)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--server", choices=("uvicorn", "daphne"), default="uvicorn")
     parser.add_argument("--host", default=None, help="default: $HOST, .env's HOST, 127.0.0.1")
     parser.add_argument("--port", type=int, default=None, help="default: $PORT, .env's PORT, 8000")
+    parser.add_argument(
+        "--workers", default=None, help="N or auto (one per core); default: $WORKERS, .env's, 1"
+    )
     args = parser.parse_args(argv)
 
     env = environment_with_dotenv(BASE_DIR / ".env", os.environ)
     host, port = resolve_address(args.host, args.port, env)
+    workers = resolve_workers(args.workers, env)
+    check_workers(args.server, workers, env)
+    if workers > 1:
+        share_development_secret(env)
     # The app sees the port it is served on (its default PUBLIC_BASE_URL is built from it).
     env["PORT"] = str(port)
+    processes = f" x {workers} processes" if workers > 1 else ""
     print(
-        f"Serving on http://{host}:{port} with {args.server}  (health: /health, admin: /admin/)",
+        f"Serving on http://{host}:{port} with {args.server}{processes}  "
+        "(health: /health, admin: /admin/)",
         flush=True,
     )
     standins: list[subprocess.Popen[bytes]] = []
@@ -249,7 +322,9 @@ def main(argv: list[str] | None = None) -> int:
         standins.append(start_standin(env))
     if needs_rest_standin(env):
         standins.append(start_rest_standin(env))
-    server = subprocess.Popen(server_command(args.server, host, port, env), env=env)
+    server = subprocess.Popen(
+        server_command(args.server, host, port, env, workers=workers), env=env
+    )
 
     def forward(signum: int, _frame: object) -> None:
         server.send_signal(signum)

@@ -4,6 +4,9 @@
   WAV. The kernel drops the lock when the process dies, however it dies, so at start-up any
   in-progress recording whose lock can be taken belongs to a dead process: its WAV is
   recovered (audio.recorder.recover), stored, and its call closed as interrupted.
+  Several processes may start (and recover) at once (`make run WORKERS=N`): whoever holds the
+  lock recovers, and a WAV gone by the time its lock is taken was finished by its owner or a
+  sibling, so it is skipped, and the lock file that taking it created is removed.
 - On SIGTERM (ASGI lifespan shutdown) every call in flight is ended and its finalization
   (recording stored, rows written, status set) awaited up to a deadline before exit.
 """
@@ -67,15 +70,38 @@ class RecordingLease:
         self._fd = -1
 
 
+def _is_file_at(fd: int, path: Path) -> bool:
+    """Whether the open file `fd` is still the file named `path` (not unlinked or replaced)."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+
+
 def _take_orphan_lock(lock_path: Path) -> int | None:
-    """The lock's fd if no live process holds it (its owner died), else None."""
+    """The lock's fd if no live process holds it (its owner died), else None.
+
+    flock locks the open file, not the name: a sibling may have unlinked the file we opened
+    (it finished that recording) before we got its lock. Such a lock guards nothing, so it
+    counts as not taken: whoever unlinks a lock file has removed its WAV first."""
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
         return None
+    if not _is_file_at(fd, lock_path):
+        os.close(fd)
+        return None
     return fd
+
+
+def _drop_lock(fd: int, lock_path: Path) -> None:
+    """Remove a lock file we hold (unlink first: the lock still guards the name meanwhile)."""
+    lock_path.unlink(missing_ok=True)
+    os.close(fd)
 
 
 def _recover_one(wav: Path) -> bool:
@@ -116,13 +142,22 @@ def recover_orphaned_calls() -> list[str]:
         lock_path = wav.with_suffix(".lock")
         fd = _take_orphan_lock(lock_path)
         if fd is None:
-            continue  # a live process (this one or a sibling) is still recording it
+            continue  # a live process (this one or a sibling) is recording or recovering it
+        if not wav.exists():
+            # Finished (stored by its call, or recovered by a sibling) since the glob; the lock
+            # file is one our open just created.
+            _drop_lock(fd, lock_path)
+            continue
         try:
-            if _recover_one(wav):
-                recovered.append(wav.stem)
-                lock_path.unlink(missing_ok=True)
-        finally:
-            os.close(fd)
+            done = _recover_one(wav)
+        except BaseException:
+            os.close(fd)  # a database error: never hold the lock for the process's lifetime
+            raise
+        if done:
+            recovered.append(wav.stem)
+            _drop_lock(fd, lock_path)
+        else:
+            os.close(fd)  # left in place, lock file included, for the next start to retry
     return recovered
 
 
