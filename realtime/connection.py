@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import struct
 import time
 from typing import Any
 
@@ -24,6 +26,11 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.protocol import State
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # websockets without its C extension
+    from websockets.utils import apply_mask
 
 from realtime.model import (
     ContextProvider,
@@ -250,8 +257,7 @@ class ModelConnection:
     async def _send_frame(self, ws: ClientConnection, frame: bytes) -> bool:
         """A caller audio frame (a serialized event); False if the socket closed under it."""
         if can_write_now(ws):
-            ws.protocol.send_text(frame)
-            ws.send_data()
+            ws.transport.write(client_text_frame(frame))
             return True
         try:
             await ws.send(frame, text=True)
@@ -292,7 +298,48 @@ def can_write_now(ws: ClientConnection) -> bool:
         and ws.send_in_progress is None
         and not ws.paused
         and not ws.transport.is_closing()
+        and not ws.protocol.extensions  # client_text_frame knows no extension (no deflate)
     )
+
+
+class MaskKeys:
+    """Mask keys for the frames a client sends. RFC 6455 (5.3) asks for keys an intermediary
+    cannot predict, from a strong source of entropy: these come from the OS's CSPRNG as
+    websockets' own do, but 1,024 at a time instead of one getrandom call per frame."""
+
+    __slots__ = ("_at", "_pool")
+    POOL_BYTES = 4096
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._at = 0
+
+    def take(self) -> bytes:
+        at = self._at
+        if at + 4 > len(self._pool):
+            self._pool = os.urandom(self.POOL_BYTES)
+            at = 0
+        self._at = at + 4
+        return self._pool[at : at + 4]
+
+
+_MASK_KEYS = MaskKeys()
+
+
+def client_text_frame(payload: bytes) -> bytes:
+    """One whole, masked text frame as a client sends it (RFC 6455 5.2), written straight to
+    the transport: what websockets' `protocol.send_text` + `send_data` produce for an open
+    socket without extensions, for a third of their cost (a frame object, its serializer, the
+    protocol's write buffer, and a getrandom call per frame)."""
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, 0x80 | size))
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 0xFE, size)
+    else:
+        header = struct.pack("!BBQ", 0x81, 0xFF, size)
+    mask = _MASK_KEYS.take()
+    return header + mask + apply_mask(payload, mask)
 
 
 def status_failure(status: int) -> AttemptFailed:
