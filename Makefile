@@ -69,9 +69,13 @@ bench-audio-smoke: install
 soak: install
 	$(BIN)/python manage.py soak --calls 50 --minutes 10 --drop-every 60
 
-# The load benchmark (about 5 minutes, not part of `make test`): the server pinned to one core,
-# 50-200 echo calls, daphne and the yardstick beside it; see docs/performance.md. The `bench`
-# extra brings FastAPI for the yardstick.
+# The load benchmark (about 12 minutes, not part of `make test`): the server pinned to one core,
+# the floor (bench/floor.py, the thinnest Channels forwarder) and the bridge side by side at
+# 100/150/200 echo calls, daphne and the yardstick beside them, then the bridge on 2 workers
+# (Redis channel layer, nothing pinned, the generator on the same machine) at rising call counts
+# for calls per machine at p99 <= 10 ms; see docs/performance.md. Redis must be reachable at
+# BENCH_REDIS_URL (default redis://127.0.0.1:6379/12). The `bench` extra brings FastAPI for the
+# yardstick.
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/run.py

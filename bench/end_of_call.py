@@ -41,9 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from calls.services import CallOutcome, RecordingFile, call_finalize
 
     call_command("migrate", verbosity=0)
-    call = Call.objects.create(
-        call_sid="CA" + "0" * 32, caller="+1", started_at=timezone.now()
-    )
+    call = Call.objects.create(call_sid="CA" + "0" * 32, caller="+1", started_at=timezone.now())
     frame = bytes(range(96, 256))  # 160 bytes of mu-law
     recorder = CallRecorder(workdir / "call.wav")
     frames = int(args.minutes * 60 * 50)
