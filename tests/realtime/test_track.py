@@ -135,6 +135,15 @@ def test_the_first_speech_begins_a_reply_and_continued_speech_does_not() -> None
     assert track.speech_until_ms == 60.0
 
 
+def test_the_sessions_verdict_on_a_delta_is_taken_as_given() -> None:
+    # GPT-Live's session has already tested each delta; the track does not test it again.
+    track = TrackPlayback()
+    assert track.add(SPEECH_FRAME, 0.0, 0.0, audible=False) is False
+    assert track.speech_until_ms is None
+    assert track.add(SILENT_FRAME, 20.0, 20.0, audible=True) is True
+    assert track.speech_until_ms == 40.0
+
+
 @pytest.mark.parametrize(
     ("pause_ms", "new_reply"),
     [(REPLY_GAP_MS - 20, False), (REPLY_GAP_MS, False), (REPLY_GAP_MS + 20, True)],
