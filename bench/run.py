@@ -145,12 +145,6 @@ def run_env(workdir: Path, standin_port: int, token: str) -> dict[str, str]:
     }
 
 
-def bridge_command(port: int, env: Mapping[str, str], workers: int) -> list[str]:
-    """`make run`'s uvicorn command; `workers` > 1 is uvicorn's supervisor with that many
-    processes (serve.py adds the flag and refuses daphne)."""
-    return server_command("uvicorn", "127.0.0.1", port, env, workers=workers)
-
-
 def command_for(kind: str, port: int, env: Mapping[str, str], workers: int = 1) -> list[str]:
     server = SERVERS[kind]
     if server in APPS:
@@ -160,7 +154,8 @@ def command_for(kind: str, port: int, env: Mapping[str, str], workers: int = 1) 
         command[command.index("--lifespan") + 1] = "off"
         return command
     if server == "uvicorn":
-        return bridge_command(port, env, workers)
+        # `workers` > 1: uvicorn's supervisor with that many processes (serve.py adds the flag).
+        return server_command("uvicorn", "127.0.0.1", port, env, workers=workers)
     return server_command(server, "127.0.0.1", port, env)
 
 

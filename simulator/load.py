@@ -51,7 +51,7 @@ import secrets
 import struct
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -784,20 +784,24 @@ def listening_pid(port: int) -> int | None:
     return min(roots or holders, default=None)
 
 
-def cpu_seconds(pids: int | list[int]) -> float:
-    """User + system CPU so far of a process (all its threads) and its descendants, or summed
-    over the listed processes (ServerProbe passes the tree it took once: finding it reads all
-    of /proc). A listed process that has gone counts nothing; a lone pid that has raises
-    OSError. A descendant that exited and was reaped takes its CPU with it."""
+def _proc_files(pids: int | list[int], name: str) -> Iterator[str]:
+    """/proc/<pid>/<name> of a process and its descendants, or of the listed processes. A
+    listed process that has gone is skipped; a lone pid that has raises OSError."""
     members = ServerProbe.tree(pids) if isinstance(pids, int) else pids
-    ticks = 0
     for pid in members:
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
+            yield Path(f"/proc/{pid}/{name}").read_text()
         except OSError:
             if isinstance(pids, int) and pid == pids:
                 raise
-            continue
+
+
+def cpu_seconds(pids: int | list[int]) -> float:
+    """User + system CPU so far of a process (all its threads) and its descendants, or summed
+    over the listed processes (ServerProbe passes the tree it took once: finding it reads all
+    of /proc). A descendant that exited and was reaped takes its CPU with it."""
+    ticks = 0
+    for stat in _proc_files(pids, "stat"):
         fields = stat[stat.rindex(")") + 2 :].split()
         ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
@@ -806,15 +810,8 @@ def cpu_seconds(pids: int | list[int]) -> float:
 def rss_mb(pids: int | list[int]) -> float:
     """Resident memory of a process and its descendants, or summed over the listed processes
     (as cpu_seconds). Pages the processes share count once per process: an upper bound."""
-    members = ServerProbe.tree(pids) if isinstance(pids, int) else pids
     total_kb = 0
-    for pid in members:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            if isinstance(pids, int) and pid == pids:
-                raise
-            continue
+    for status in _proc_files(pids, "status"):
         for line in status.splitlines():
             if line.startswith("VmRSS:"):
                 total_kb += int(line.split()[1])
